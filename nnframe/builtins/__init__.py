@@ -1,0 +1,1 @@
+"""The built-in plugins. They register through the same hooks as third-party plugins."""

@@ -1,0 +1,92 @@
+"""Built-in costs: mean_squared, cross_entropy, binary_cross_entropy.
+
+Every loss is the mean over the batch of a per-sample loss, and every gradient is the
+derivative of that mean, so a learning rate means the same thing for any batch size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import Cost
+from ..hookspecs import hookimpl
+
+
+def _clip_probabilities(a):
+    """Keep probabilities inside (0, 1) so no log or division sees 0 (no inf, no NaN)."""
+    info = np.finfo(a.dtype)
+    return np.clip(a, info.tiny, 1.0 - info.epsneg)
+
+
+class MeanSquared(Cost):
+    """Per-sample loss ``0.5 * sum_k (a_k - y_k)**2``; gradient ``(a - y) / batch``."""
+
+    name = "mean_squared"
+
+    def loss(self, a, y):
+        diff = a - y
+        return float(0.5 * np.einsum("ij,ij->", diff, diff) / len(a))
+
+    def gradient(self, a, y):
+        return (a - y) / len(a)
+
+
+class CrossEntropy(Cost):
+    """Categorical cross-entropy, per-sample loss ``-sum_k y_k log a_k``.
+
+    On a softmax output the delta is the closed form ``(a - y) / batch``. On a sigmoid
+    output, where each unit is an independent probability, ``cross_entropy`` means
+    :class:`BinaryCrossEntropy` (as in the classic design, whose sigmoid delta was
+    ``a - y``); :meth:`for_output` makes that choice when the network is built.
+    """
+
+    name = "cross_entropy"
+
+    def loss(self, a, y):
+        return float(-np.einsum("ij,ij->", y, np.log(_clip_probabilities(a))) / len(a))
+
+    def gradient(self, a, y):
+        return -y / _clip_probabilities(a) / len(a)
+
+    def for_output(self, activation):
+        if activation.name == "sigmoid":
+            return BinaryCrossEntropy()
+        return self
+
+    def fused_delta(self, activation):
+        if activation.name == "softmax":
+            return _difference_over_batch
+        return None
+
+
+class BinaryCrossEntropy(Cost):
+    """Per-sample loss ``-sum_k [y_k log a_k + (1 - y_k) log(1 - a_k)]``.
+
+    On a sigmoid output the delta is the closed form ``(a - y) / batch``.
+    """
+
+    name = "binary_cross_entropy"
+
+    def loss(self, a, y):
+        p = _clip_probabilities(a)
+        total = np.einsum("ij,ij->", y, np.log(p)) + np.einsum("ij,ij->", 1.0 - y, np.log1p(-p))
+        return float(-total / len(a))
+
+    def gradient(self, a, y):
+        p = _clip_probabilities(a)
+        return (p - y) / (p * (1.0 - p)) / len(a)
+
+    def fused_delta(self, activation):
+        if activation.name == "sigmoid":
+            return _difference_over_batch
+        return None
+
+
+def _difference_over_batch(a, y):
+    return (a - y) / len(a)
+
+
+@hookimpl
+def register_costs(register):
+    for cost in (MeanSquared(), CrossEntropy(), BinaryCrossEntropy()):
+        register(cost)

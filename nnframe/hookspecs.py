@@ -1,0 +1,44 @@
+"""Every hook a plugin can implement.
+
+A plugin is a module (or any object) with functions decorated by ``nnframe.hookimpl`` whose
+names match the hooks below. Declare the module under the ``nnframe`` entry-point group of
+your distribution and nnframe finds it after ``pip install``::
+
+    [project.entry-points.nnframe]
+    softsign = "nnframe_softsign"
+
+Each hook receives a ``register`` callback; call it once per object you provide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Activation, Cost
+
+hookspec = pluggy.HookspecMarker("nnframe")
+hookimpl = pluggy.HookimplMarker("nnframe")
+
+
+@hookspec
+def register_activations(register: Callable[[Activation], None]) -> None:
+    """Register activation functions.
+
+    Call ``register(activation)`` once for each instance of a ``nnframe.Activation``
+    subclass that your plugin provides. The instance's ``name`` attribute is the name users
+    pass to ``NeuralNetwork`` (for example ``"softsign"``). Return nothing.
+    """
+
+
+@hookspec
+def register_costs(register: Callable[[Cost], None]) -> None:
+    """Register cost (loss) functions.
+
+    Call ``register(cost)`` once for each instance of a ``nnframe.Cost`` subclass that your
+    plugin provides. The instance's ``name`` attribute is the name users pass as
+    ``cost_function`` (for example ``"huber"``). Return nothing.
+    """

@@ -1,0 +1,81 @@
+"""Extra activations for nnframe, shipped as a separately installable plugin."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import nnframe
+
+__version__ = "0.1.0"
+
+
+def _sigmoid(z):
+    e = np.exp(-np.abs(z))  # in (0, 1]: no overflow for any z
+    return np.where(z >= 0, 1.0, e) / (1.0 + e)
+
+
+class LeakyReLU(nnframe.Activation):
+    name = "leaky_relu"
+    init = "he"
+    slope = 0.01
+
+    def forward(self, z):
+        return np.where(z > 0, z, self.slope * z)
+
+    def backward(self, z, a, grad):
+        return np.where(z > 0, grad, self.slope * grad)
+
+
+class Softplus(nnframe.Activation):
+    name = "softplus"
+
+    def forward(self, z):
+        # log(1 + e^z) = max(z, 0) + log1p(e^-|z|), finite for any z
+        return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+    def backward(self, z, a, grad):
+        return grad * _sigmoid(z)
+
+
+class SiLU(nnframe.Activation):
+    name = "silu"
+    init = "he"
+
+    def forward(self, z):
+        return z * _sigmoid(z)
+
+    def backward(self, z, a, grad):
+        s = _sigmoid(z)
+        return grad * (s + a * (1.0 - s))  # d/dz z*s = s + z*s*(1 - s)
+
+
+class GELU(nnframe.Activation):
+    """The tanh approximation of GELU."""
+
+    name = "gelu"
+    init = "he"
+    _c = float(np.sqrt(2.0 / np.pi))
+
+    def forward(self, z):
+        return 0.5 * z * (1.0 + np.tanh(self._c * (z + 0.044715 * z**3)))
+
+    def backward(self, z, a, grad):
+        t = np.tanh(self._c * (z + 0.044715 * z**3))
+        inner = self._c * (1.0 + 3 * 0.044715 * z * z)
+        return grad * (0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * inner)
+
+
+class Softsign(nnframe.Activation):
+    name = "softsign"
+
+    def forward(self, z):
+        return z / (1.0 + np.abs(z))
+
+    def backward(self, z, a, grad):
+        return grad / (1.0 + np.abs(z)) ** 2
+
+
+@nnframe.hookimpl
+def register_activations(register):
+    for activation in (LeakyReLU(), Softplus(), SiLU(), GELU(), Softsign()):
+        register(activation)
