@@ -20,6 +20,9 @@ from .errors import (
     UnsafeModelError,
 )
 from .hookspecs import hookimpl
+from .layer import Layer, layer
+from .network import NeuralNetwork, TrainingState, neural_network
+from .persistence import load
 from .registry import (
     get_activation,
     get_cost,
@@ -37,22 +40,28 @@ __all__ = [
     "DataError",
     "DuplicateNameError",
     "InputError",
+    "Layer",
     "MissingPluginError",
     "ModelFileError",
     "NNFrameError",
+    "NeuralNetwork",
     "PluginContractError",
     "PluginError",
     "PluginLoadError",
     "PluginWarning",
     "TrainingDivergedError",
+    "TrainingState",
     "UnknownNameError",
     "UnsafeModelError",
     "__version__",
     "get_activation",
     "get_cost",
     "hookimpl",
+    "layer",
     "list_activations",
     "list_costs",
+    "load",
+    "neural_network",
     "plugin_failures",
     "reload_plugins",
 ]

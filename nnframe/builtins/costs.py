@@ -34,7 +34,8 @@ class MeanSquared(Cost):
 class CrossEntropy(Cost):
     """Categorical cross-entropy, per-sample loss ``-sum_k y_k log a_k``.
 
-    On a softmax output the delta is the closed form ``(a - y) / batch``. On a sigmoid
+    On a softmax output the delta is the closed form ``(a - y) / batch`` (for one-hot
+    rows; ``(a * sum(y) - y) / batch`` in general). On a sigmoid
     output, where each unit is an independent probability, ``cross_entropy`` means
     :class:`BinaryCrossEntropy` (as in the classic design, whose sigmoid delta was
     ``a - y``); :meth:`for_output` makes that choice when the network is built.
@@ -43,10 +44,13 @@ class CrossEntropy(Cost):
     name = "cross_entropy"
 
     def loss(self, a, y):
-        return float(-np.einsum("ij,ij->", y, np.log(_clip_probabilities(a))) / len(a))
+        p = np.maximum(a, np.finfo(a.dtype).tiny)  # never log(0)
+        return float(-np.einsum("ij,ij->", y, np.log(p)) / len(a))
 
     def gradient(self, a, y):
-        return -y / _clip_probabilities(a) / len(a)
+        # The exact derivative of the clipped loss above: zero where a was clipped.
+        tiny = np.finfo(a.dtype).tiny
+        return np.where(a >= tiny, -y / np.maximum(a, tiny), 0.0).astype(a.dtype) / len(a)
 
     def for_output(self, activation):
         if activation.name == "sigmoid":
@@ -55,7 +59,7 @@ class CrossEntropy(Cost):
 
     def fused_delta(self, activation):
         if activation.name == "softmax":
-            return _difference_over_batch
+            return _softmax_cross_entropy_delta
         return None
 
 
@@ -74,7 +78,8 @@ class BinaryCrossEntropy(Cost):
 
     def gradient(self, a, y):
         p = _clip_probabilities(a)
-        return (p - y) / (p * (1.0 - p)) / len(a)
+        # The exact derivative of the clipped loss: zero where a was clipped.
+        return np.where(p == a, (p - y) / (p * (1.0 - p)), 0.0).astype(a.dtype) / len(a)
 
     def fused_delta(self, activation):
         if activation.name == "sigmoid":
@@ -84,6 +89,12 @@ class BinaryCrossEntropy(Cost):
 
 def _difference_over_batch(a, y):
     return (a - y) / len(a)
+
+
+def _softmax_cross_entropy_delta(a, y):
+    # d/dz of -sum(y log softmax(z)) is a * sum(y) - y: exactly a - y for one-hot rows, and
+    # still exact for any other targets.
+    return (a * y.sum(axis=1, keepdims=True) - y) / len(a)
 
 
 @hookimpl

@@ -1,0 +1,137 @@
+"""Argument checks shared by every public entry point.
+
+Each check runs before any work and raises :class:`InputError` with a message that names the
+argument, what was given, what was expected, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+def positive_int(value, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be an integer >= {minimum}, got "
+                         f"{type(value).__name__} {value!r}.")
+    if value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value}.")
+    return int(value)
+
+
+def learning_rate(value, name: str = "learning_rate") -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a positive finite number such as 0.1, got "
+                         f"{type(value).__name__} {value!r}.")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"{name} must be a positive finite number such as 0.1, got {value}.")
+    return value
+
+
+def model_path(filename, *, name: str = "filename") -> Path:
+    if not isinstance(filename, (str, Path)):
+        raise InputError(f"{name} must be a path ending in .pkl, got "
+                         f"{type(filename).__name__} {filename!r}.")
+    path = Path(filename)
+    if path.suffix != ".pkl":
+        raise InputError(f"{name} {str(filename)!r} does not end in .pkl; nnframe model files "
+                         f"are .pkl files (for example {str(path.with_suffix('.pkl'))!r}).")
+    return path
+
+
+def _as_real_array(data, name: str) -> np.ndarray:
+    if isinstance(data, (str, bytes)):
+        raise InputError(f"{name} must be a numeric array, got {type(data).__name__}.")
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{name} could not be read as a numeric array ({exc}); pass a "
+                         "rectangular list or NumPy array of numbers.") from None
+    kind = array.dtype.kind
+    if kind == "c":
+        raise InputError(f"{name} is complex ({array.dtype}); nnframe works on real numbers. "
+                         "Pass the real part (x.real) or the magnitude (abs(x)).")
+    if kind not in "biuf":
+        raise InputError(f"{name} has dtype {array.dtype} ({_kind_name(kind)}); it must hold "
+                         "real numbers (bool, int, uint or float).")
+    return array
+
+
+def _kind_name(kind: str) -> str:
+    return {"O": "Python objects", "U": "strings", "S": "bytes", "V": "records",
+            "M": "datetimes", "m": "timedeltas"}.get(kind, "not numeric")
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        where = f"row {bad[0]}" + (f", column {bad[1]}" if len(bad) > 1 else "")
+        raise InputError(f"{name} contains NaN or infinity (first at {where}); clean or "
+                         "impute the data first.")
+
+
+def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = False):
+    """Return ``(array, was_1d)``: a 2-D array of ``dtype`` with ``width`` columns."""
+    array = _as_real_array(data, name)
+    was_1d = array.ndim == 1
+    if was_1d and allow_1d:
+        array = array.reshape(1, -1)
+    if array.ndim != 2:
+        expected = "(samples, features) or one 1-D sample" if allow_1d else "(samples, features)"
+        raise InputError(f"{name} must be 2-D {expected}, got shape {array.shape}. "
+                         "Flatten images first, e.g. x.reshape(len(x), -1).")
+    if array.shape[0] == 0:
+        raise InputError(f"{name} is empty (0 samples); pass at least one row.")
+    if array.shape[1] != width:
+        raise InputError(f"{name} has {array.shape[1]} features per sample but the network's "
+                         f"input layer has {width} nodes; reshape the data or build the "
+                         f"network with num_nodes[0] = {array.shape[1]}.")
+    _check_finite(array, name)
+    with np.errstate(over="ignore"):
+        array = np.ascontiguousarray(array, dtype=dtype)
+    if not np.isfinite(array).all():  # e.g. float64 1e300 overflows float32
+        raise InputError(f"{name} has values too large for {np.dtype(dtype).name}.")
+    return array, was_1d
+
+
+def labels(data, num_samples: int, num_outputs: int, dtype, *, name: str = "labels"):
+    """Return ``(targets, class_ids)``: target rows of ``dtype`` and an int class per row.
+
+    Accepts integer class ids (1-D) or target rows (2-D, one column per output node).
+    """
+    array = _as_real_array(data, name)
+    if array.ndim == 0 or array.ndim > 2:
+        raise InputError(f"{name} must be 1-D class ids or 2-D one-hot rows, got shape "
+                         f"{array.shape}.")
+    if array.shape[0] != num_samples:
+        raise InputError(f"{name} has {array.shape[0]} rows but there are {num_samples} "
+                         "input samples; pass one label per sample.")
+    _check_finite(array, name)
+    if array.ndim == 1:
+        num_classes = max(num_outputs, 2)
+        if array.dtype.kind == "f" and not np.all(array == np.round(array)):
+            raise InputError(f"{name} is 1-D, so it must hold integer class ids, but it has "
+                             "fractional values; pass ints, or one-hot rows (2-D).")
+        low, high = array.min(), array.max()
+        if low < 0 or high >= num_classes:
+            raise InputError(f"{name} holds class ids from {low:g} to {high:g}, but the network "
+                             f"has {num_classes} classes (0 to {num_classes - 1}); negative "
+                             "ids are never wrapped around.")
+        ids = array.astype(np.int64)
+        from .ops import one_hot
+
+        return one_hot(ids, num_outputs, dtype), ids
+    if array.shape[1] != num_outputs:
+        raise InputError(f"{name} has {array.shape[1]} columns but the network has "
+                         f"{num_outputs} output nodes; pass one-hot rows of width "
+                         f"{num_outputs} or 1-D class ids.")
+    targets = np.ascontiguousarray(array, dtype=dtype)
+    from .ops import argmax_rows
+
+    return targets, argmax_rows(targets)

@@ -1,0 +1,61 @@
+"""A layer of the classic design: its nodes' activations and the weights to the next layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validation, ops
+from .base import Activation
+from .errors import InputError, PluginContractError
+from .registry import check_contract, get_activation
+
+
+def resolve_activation(spec) -> Activation | None:
+    """A name (looked up in the registry), an Activation object (checked), or None."""
+    if spec is None or isinstance(spec, str):
+        return None if spec is None else get_activation(spec)
+    if isinstance(spec, Activation):
+        try:
+            check_contract(spec, "activation")
+        except PluginContractError as exc:
+            raise PluginContractError(f"the activation object {spec!r} breaks the contract: "
+                                      f"{exc}") from None
+        return spec
+    raise InputError(f"an activation must be a name such as 'relu', an nnframe.Activation "
+                     f"object, or None, got {type(spec).__name__} {spec!r}.")
+
+
+class Layer:
+    """``num_nodes_in_layer`` nodes and the weights from them to the next layer.
+
+    ``weights_for_layer`` is ``(num_nodes_in_layer, num_nodes_in_next_layer)`` and
+    ``bias_for_layer`` is ``(1, num_nodes_in_next_layer)``; both are ``None`` for the output
+    layer (``num_nodes_in_next_layer == 0``). ``activations`` holds this layer's output from
+    the last forward pass and ``pre_activations`` its input ``z`` (``None`` for the input layer).
+    """
+
+    def __init__(self, num_nodes_in_layer: int, num_nodes_in_next_layer: int,
+                 activation_function=None, *, init: str = "glorot", dtype=np.float32,
+                 rng: np.random.Generator | int | None = None):
+        self.num_nodes_in_layer = _validation.positive_int(num_nodes_in_layer,
+                                                            "num_nodes_in_layer")
+        self.num_nodes_in_next_layer = _validation.positive_int(
+            num_nodes_in_next_layer, "num_nodes_in_next_layer", minimum=0)
+        self.activation_function = resolve_activation(activation_function)
+        self.activations: np.ndarray | None = None
+        self.pre_activations: np.ndarray | None = None
+        self.weights_for_layer: np.ndarray | None = None
+        self.bias_for_layer: np.ndarray | None = None
+        if self.num_nodes_in_next_layer:
+            rng = np.random.default_rng(rng)
+            self.weights_for_layer = ops.init_weights(
+                rng, self.num_nodes_in_layer, self.num_nodes_in_next_layer, init, dtype)
+            self.bias_for_layer = np.zeros((1, self.num_nodes_in_next_layer), dtype=dtype)
+
+    def __repr__(self) -> str:
+        act = self.activation_function.name if self.activation_function else None
+        return (f"Layer({self.num_nodes_in_layer}, {self.num_nodes_in_next_layer}, "
+                f"activation={act!r})")
+
+
+layer = Layer

@@ -1,0 +1,388 @@
+"""NeuralNetwork: the classic "neural network from scratch" API, with exact backprop."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import _validation, ops
+from .base import Activation, Cost
+from .errors import InputError, NNFrameError, TrainingDivergedError
+from .layer import Layer, resolve_activation
+from .registry import get_cost
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INFERENCE_CHUNK = 8192
+
+
+def resolve_cost(spec) -> Cost:
+    if isinstance(spec, str):
+        return get_cost(spec)
+    if isinstance(spec, Cost):
+        from .registry import check_contract
+
+        check_contract(spec, "cost")
+        return spec
+    raise InputError(f"cost_function must be a name such as 'cross_entropy' or an nnframe.Cost "
+                     f"object, got {type(spec).__name__} {spec!r}.")
+
+
+@dataclass
+class TrainingState:
+    """What a ``train(..., callback=f)`` callback receives after every batch."""
+
+    epoch: int
+    num_epochs: int
+    batch: int
+    num_batches: int
+    loss: float  # running mean over the epoch so far
+    accuracy: float  # running percentage over the epoch so far
+    epoch_done: bool = False
+    history: dict = field(default_factory=dict)
+
+
+class NeuralNetwork:
+    """A fully connected network built by name.
+
+    >>> net = NeuralNetwork(3, [2, 8, 2], [None, "tanh", "softmax"], "cross_entropy", seed=0)
+    >>> net
+    NeuralNetwork(2 -> 8 tanh -> 2 softmax, cost=cross_entropy, dtype=float32, parameters=42)
+    """
+
+    def __init__(self, num_layers: int, num_nodes: Sequence[int],
+                 activation_function: Sequence[str | Activation | None],
+                 cost_function: str | Cost, *, dtype=np.float32, seed: int | None = None):
+        self.num_layers = _validation.positive_int(num_layers, "num_layers", minimum=2)
+        self.num_nodes = _sequence(num_nodes, "num_nodes", self.num_layers)
+        for i, size in enumerate(self.num_nodes):
+            _validation.positive_int(size, f"num_nodes[{i}]")
+        self.num_nodes = [int(n) for n in self.num_nodes]
+        specs = _sequence(activation_function, "activation_function", self.num_layers)
+        if specs[0] is not None:
+            raise InputError(f"activation_function[0] is {specs[0]!r}, but the first entry "
+                             "belongs to the input layer, which has no activation; use None.")
+        try:
+            resolved = np.dtype(dtype) if dtype is not None else None
+        except TypeError:
+            resolved = None
+        if resolved is None or resolved not in DTYPES:
+            raise InputError(f"dtype must be np.float32 or np.float64, got {dtype!r}.")
+        self.dtype = resolved
+        activations: list[Activation | None] = [None]
+        for i, spec in enumerate(specs[1:], start=1):
+            if spec is None:
+                raise InputError(f"activation_function[{i}] is None; every layer after the "
+                                 "input needs an activation such as 'relu' or 'softmax'.")
+            activations.append(resolve_activation(spec))
+        self.cost = resolve_cost(cost_function)
+        self.activation_function = [a.name if a else None for a in activations]
+        self.cost_function = self.cost.name
+        self._configure_output(activations[-1])
+        rng = np.random.default_rng(seed)
+        self.layers = [
+            Layer(self.num_nodes[i], self.num_nodes[i + 1], activations[i],
+                  init=getattr(activations[i + 1], "init", "glorot"), dtype=dtype, rng=rng)
+            for i in range(self.num_layers - 1)
+        ]
+        self.layers.append(Layer(self.num_nodes[-1], 0, activations[-1], dtype=dtype))
+        self.learning_rate: float | None = None
+        self.error: float | None = None
+        self.history: dict[str, list[float]] = {}
+
+    def _configure_output(self, output: Activation) -> None:
+        """Choose, once, the cost this name means on the output and any fused delta."""
+        self._loss = self.cost.for_output(output)
+        self._fused = self._loss.fused_delta(output)
+
+    # -- structure -------------------------------------------------------------------------
+    def parameters(self) -> list[np.ndarray]:
+        """Every weight and bias array, input side first (the arrays themselves, not copies)."""
+        return [p for layer in self.layers[:-1]
+                for p in (layer.weights_for_layer, layer.bias_for_layer)]
+
+    def __repr__(self) -> str:
+        parts = [str(self.num_nodes[0])]
+        parts += [f"{n} {a}" for n, a in zip(self.num_nodes[1:], self.activation_function[1:],
+                                               strict=True)]
+        count = sum(p.size for p in self.parameters())
+        return (f"NeuralNetwork({' -> '.join(parts)}, cost={self.cost_function}, "
+                f"dtype={self.dtype.name}, parameters={count:,})")
+
+    # -- the maths -------------------------------------------------------------------------
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        layers = self.layers
+        layers[0].activations = x
+        for i in range(len(layers) - 1):
+            layer, nxt = layers[i], layers[i + 1]
+            nxt.pre_activations = ops.affine(layer.activations, layer.weights_for_layer,
+                                             layer.bias_for_layer)
+            nxt.activations = nxt.activation_function.forward(nxt.pre_activations)
+        return layers[-1].activations
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        """Forward pass that leaves the layers' stored activations alone."""
+        outputs = []
+        for start in range(0, len(x), INFERENCE_CHUNK):
+            a = x[start:start + INFERENCE_CHUNK]
+            for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
+                a = nxt.activation_function.forward(
+                    ops.affine(a, layer.weights_for_layer, layer.bias_for_layer))
+            outputs.append(a)
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _output_delta(self, targets: np.ndarray) -> np.ndarray:
+        out = self.layers[-1]
+        if self._fused is not None:
+            return self._fused(out.activations, targets)
+        grad = self._loss.gradient(out.activations, targets)
+        return out.activation_function.backward(out.pre_activations, out.activations, grad)
+
+    def _backward(self, targets: np.ndarray, learning_rate: float) -> None:
+        delta = self._output_delta(targets)
+        for i in range(len(self.layers) - 2, -1, -1):
+            layer = self.layers[i]
+            grad_w = layer.activations.T @ delta
+            grad_b = delta.sum(axis=0, keepdims=True)
+            if i:  # propagate before this layer's weights change
+                grad_a = delta @ layer.weights_for_layer.T
+                delta = layer.activation_function.backward(layer.pre_activations,
+                                                           layer.activations, grad_a)
+            grad_w *= learning_rate
+            layer.weights_for_layer -= grad_w
+            grad_b *= learning_rate
+            layer.bias_for_layer -= grad_b
+
+    # -- the classic step-by-step API ------------------------------------------------------
+    def forward_pass(self, inputs) -> np.ndarray:
+        """Run ``inputs`` (samples x features) through the network; return the outputs."""
+        x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype)
+        return self._forward(x)
+
+    def _last_targets(self, labels, what: str) -> np.ndarray:
+        out = self.layers[-1].activations
+        if out is None:
+            raise InputError(f"{what} needs a forward pass first: call "
+                             "network.forward_pass(inputs) with the inputs these labels "
+                             "belong to.")
+        targets, _ = _validation.labels(labels, len(out), self.num_nodes[-1], self.dtype)
+        return targets
+
+    def calculate_error(self, labels) -> float:
+        """The cost of the last forward pass against ``labels`` (mean over the batch)."""
+        self.error = float(self._loss.loss(self.layers[-1].activations,
+                                           self._last_targets(labels, "calculate_error")))
+        return self.error
+
+    def back_pass(self, labels, learning_rate: float | None = None) -> None:
+        """Backpropagate the last forward pass's error and update every weight and bias.
+
+        Applies exactly ``-learning_rate`` times the gradient of :meth:`calculate_error`.
+        ``learning_rate`` defaults to the one of the last :meth:`train`.
+        """
+        if learning_rate is None:
+            if self.learning_rate is None:
+                raise InputError("back_pass needs a learning_rate: pass one, e.g. "
+                                 "back_pass(labels, 0.1), or call train first.")
+            learning_rate = self.learning_rate
+        learning_rate = _validation.learning_rate(learning_rate)
+        targets = self._last_targets(labels, "back_pass")
+        self._backward(targets, learning_rate)
+
+    # -- training --------------------------------------------------------------------------
+    def train(self, batch_size: int, inputs, labels, num_epochs: int, learning_rate: float,
+              filename: str | Path | None = None, *, seed: int | None = None,
+              validation_data: tuple | None = None, verbose: bool = False,
+              callback: Callable[[TrainingState], None] | None = None) -> dict[str, list]:
+        """Mini-batch gradient descent over every sample, every epoch.
+
+        Shuffles each epoch (reproducibly with ``seed``); the last batch may be smaller.
+        Returns the history: ``loss`` and ``accuracy`` per epoch (means over the epoch's
+        batches), plus ``val_loss`` and ``val_accuracy`` with ``validation_data=(x, y)``.
+        Saves to ``filename`` (a ``.pkl``) at the end when one is given.
+        """
+        batch_size = _validation.positive_int(batch_size, "batch_size")
+        num_epochs = _validation.positive_int(num_epochs, "num_epochs", minimum=0)
+        learning_rate = _validation.learning_rate(learning_rate)
+        path = None
+        if filename is not None:
+            path = _validation.model_path(filename)
+            if not path.parent.is_dir():
+                raise InputError(f"cannot save to {str(filename)!r}: the directory "
+                                 f"{str(path.parent)!r} does not exist; create it first.")
+        x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype)
+        y, ids = _validation.labels(labels, len(x), self.num_nodes[-1], self.dtype)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise InputError("validation_data must be a pair (inputs, labels).")
+            vx, _ = _validation.inputs(validation_data[0], self.num_nodes[0], self.dtype,
+                                       name="validation inputs")
+            vy, vids = _validation.labels(validation_data[1], len(vx), self.num_nodes[-1],
+                                          self.dtype, name="validation labels")
+            val = (vx, vy, vids)
+
+        self.learning_rate = learning_rate
+        rng = np.random.default_rng(seed)
+        n = len(x)
+        num_batches = math.ceil(n / batch_size)
+        history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+        if val is not None:
+            history.update(val_loss=[], val_accuracy=[])
+        # Overflow is detected (the loss turns non-finite) and reported as one clear error
+        # naming the epoch and batch, instead of a stream of NumPy RuntimeWarnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for epoch in range(1, num_epochs + 1):
+                self._train_epoch(epoch, num_epochs, x, y, ids, batch_size, learning_rate,
+                                  rng.permutation(n), history, callback)
+                if val is not None:
+                    vout = self._infer(val[0])
+                    history["val_loss"].append(float(self._loss.loss(vout, val[1])))
+                    history["val_accuracy"].append(_percent(ops.argmax_rows(vout), val[2]))
+                if verbose:
+                    line = " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items())
+                    print(f"epoch {epoch}/{num_epochs} {line}", file=sys.stderr)
+                if callback is not None:
+                    callback(TrainingState(epoch, num_epochs, num_batches, num_batches,
+                                           history["loss"][-1], history["accuracy"][-1],
+                                           epoch_done=True, history=history))
+        for key, values in history.items():
+            self.history.setdefault(key, []).extend(values)
+        if path is not None:
+            self.save(path)
+        return history
+
+    def _train_epoch(self, epoch, num_epochs, x, y, ids, batch_size, learning_rate, order,
+                     history, callback) -> None:
+        n = len(x)
+        num_batches = math.ceil(n / batch_size)
+        snapshot = [p.copy() for p in self.parameters()]
+        total_loss = 0.0
+        correct = 0
+        for batch in range(num_batches):
+            index = order[batch * batch_size:(batch + 1) * batch_size]
+            xb, yb = x[index], y[index]
+            out = self._forward(xb)
+            loss = self._loss.loss(out, yb)
+            if not math.isfinite(loss):
+                self._diverged(epoch, batch + 1, num_batches, learning_rate, snapshot,
+                               f"the loss became {loss}")
+            self._backward(yb, learning_rate)
+            total_loss += loss * len(index)
+            correct += int(np.count_nonzero(ops.argmax_rows(out) == ids[index]))
+            if callback is not None:
+                seen = min((batch + 1) * batch_size, n)
+                callback(TrainingState(epoch, num_epochs, batch + 1, num_batches,
+                                       total_loss / seen, 100.0 * correct / seen))
+        if not ops.all_finite(*self.parameters()):
+            self._diverged(epoch, num_batches, num_batches, learning_rate, snapshot,
+                           "the weights became non-finite")
+        history["loss"].append(total_loss / n)
+        history["accuracy"].append(100.0 * correct / n)
+
+    def _diverged(self, epoch, batch, num_batches, learning_rate, snapshot, what) -> None:
+        """Restore the weights of the epoch's start and raise, naming the culprit if any."""
+        culprit = self._nonfinite_activation()
+        self._restore(snapshot)
+        if culprit is not None:
+            advice = (f"the activation {culprit.name!r} returned NaN or infinity for finite "
+                      f"inputs; fix or replace the plugin that provides it "
+                      f"({_provider_of(culprit)})")
+        else:
+            advice = (f"try a smaller learning_rate (now {learning_rate:g}) or scale the inputs "
+                      "to about [0, 1]")
+        raise TrainingDivergedError(
+            f"training diverged at epoch {epoch}, batch {batch} of {num_batches}: {what}. "
+            f"The weights are restored to the start of epoch {epoch}; {advice}.",
+            epoch=epoch, batch=batch)
+
+    def _nonfinite_activation(self) -> Activation | None:
+        for layer in self.layers[1:]:
+            z, a = layer.pre_activations, layer.activations
+            if z is not None and a is not None and ops.all_finite(z) and not ops.all_finite(a):
+                return layer.activation_function
+        return None
+
+    def _restore(self, snapshot: list[np.ndarray]) -> None:
+        for param, saved in zip(self.parameters(), snapshot, strict=True):
+            param[...] = saved
+
+    # -- using a trained network -----------------------------------------------------------
+    def _network_for(self, filename) -> NeuralNetwork:
+        if filename is None:
+            return self
+        from .persistence import load
+
+        return load(filename)
+
+    def predict(self, filename, input) -> np.ndarray:
+        """One-hot rows (argmax per row) for ``input``, using the model saved in
+        ``filename``, or this network when ``filename`` is None. A 1-D sample gives one row.
+        """
+        net = self._network_for(filename)
+        x, was_1d = _validation.inputs(input, net.num_nodes[0], net.dtype, name="input",
+                                       allow_1d=True)
+        rows = ops.one_hot(ops.argmax_rows(net._infer(x)), net.num_nodes[-1], net.dtype)
+        return rows[0] if was_1d else rows
+
+    def predict_classes(self, inputs) -> np.ndarray:
+        """Class ids (int64) for ``inputs``, using this network."""
+        x, was_1d = _validation.inputs(inputs, self.num_nodes[0], self.dtype, allow_1d=True)
+        ids = ops.argmax_rows(self._infer(x))
+        return ids[0] if was_1d else ids
+
+    def check_accuracy(self, filename, inputs, labels) -> float:
+        """Percentage of ``inputs`` classified as ``labels`` (correct * 100 / total)."""
+        net = self._network_for(filename)
+        x, _ = _validation.inputs(inputs, net.num_nodes[0], net.dtype)
+        _, ids = _validation.labels(labels, len(x), net.num_nodes[-1], net.dtype)
+        return _percent(ops.argmax_rows(net._infer(x)), ids)
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write this network to ``path`` (.pkl) atomically; see :func:`nnframe.load`."""
+        from .persistence import save
+
+        save(self, path)
+
+    @staticmethod
+    def load(path: str | Path, *, trusted: bool = False) -> NeuralNetwork:
+        """Read a network saved with :meth:`save`; see :func:`nnframe.load`."""
+        from .persistence import load
+
+        return load(path, trusted=trusted)
+
+
+def _provider_of(obj) -> str:
+    from .registry import get_registry
+
+    try:
+        entry = get_registry().lookup("activation", obj.name)
+    except NNFrameError:
+        return "not an installed plugin"
+    if type(entry.obj) is not type(obj):
+        return "not an installed plugin"
+    return f"{entry.provider.distribution} {entry.provider.version}"
+
+
+def _percent(predicted: np.ndarray, ids: np.ndarray) -> float:
+    return float(100.0 * np.count_nonzero(predicted == ids) / len(ids))
+
+
+def _sequence(value, name: str, length: int) -> list:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+        raise InputError(f"{name} must be a list with one entry per layer ({length}), got "
+                         f"{type(value).__name__} {value!r}.")
+    value = list(value)
+    if len(value) != length:
+        raise InputError(f"{name} has {len(value)} entries but num_layers is {length}; give "
+                         "one entry per layer.")
+    return value
+
+
+neural_network = NeuralNetwork
+__all__ = ["Layer", "NNFrameError", "NeuralNetwork", "TrainingState", "neural_network"]

@@ -1,0 +1,47 @@
+"""The array maths of training and inference, in one small set of functions.
+
+Everything the network does to arrays goes through here, so another array module with the
+NumPy API (CuPy, for example) could slot in by changing ``xp``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+xp = np
+
+
+def init_weights(rng: np.random.Generator, fan_in: int, fan_out: int, scheme: str,
+                 dtype) -> np.ndarray:
+    """He (normal, std sqrt(2/fan_in)) for relu-like units, Glorot (uniform) otherwise."""
+    if scheme == "he":
+        return (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(dtype)
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out)).astype(dtype)
+
+
+def affine(a: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``a @ W + b`` with the bias added in place (one temporary, not two)."""
+    z = a @ weights
+    z += bias
+    return z
+
+
+def argmax_rows(a: np.ndarray) -> np.ndarray:
+    """Class id per row: argmax, or a 0.5 threshold for a single output unit."""
+    if a.shape[1] == 1:
+        return (a[:, 0] >= 0.5).astype(np.int64)
+    return a.argmax(axis=1)
+
+
+def one_hot(ids: np.ndarray, width: int, dtype) -> np.ndarray:
+    """One-hot rows of ``width`` columns; a single column holds the 0/1 id itself."""
+    if width == 1:
+        return ids.astype(dtype).reshape(-1, 1)
+    out = np.zeros((len(ids), width), dtype=dtype)
+    out[np.arange(len(ids)), ids] = 1
+    return out
+
+
+def all_finite(*arrays: np.ndarray) -> bool:
+    return all(bool(np.isfinite(x).all()) for x in arrays)
