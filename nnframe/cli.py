@@ -235,9 +235,39 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _check_plugins() -> int:
+    """Run the conformance kit over every installed plugin: one line per object."""
+    from .testing import conformance_cases
+
+    results: dict[str, tuple[str, list[str]]] = {}
+    for case in conformance_cases():
+        provider, failures = results.setdefault(case.label, (case.provider, []))
+        try:
+            case()
+        except AssertionError as exc:
+            check = case.check.name if case.check else "loads"
+            failures.append(f"{check}: {exc}")
+    failed = 0
+    for label, (provider, failures) in results.items():
+        if failures:
+            failed += 1
+            print(f"FAIL {label:<24} {provider}  {failures[0]}")
+            for more in failures[1:]:
+                print(f"     {'':<24} {'':<{len(provider)}}  {more}")
+        else:
+            print(f"ok   {label:<24} {provider}")
+    if failed:
+        print(f"{failed} of {len(results)} plugin objects failed the conformance checks.")
+        return 1
+    print(f"all checks passed ({len(results)} objects).")
+    return 0
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from .registry import get_registry
 
+    if args.check:
+        return _check_plugins()
     registry = get_registry()
     for kind in ("activation", "cost"):
         print(f"{kind.capitalize()}s:")
@@ -309,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list installed activations and costs",
                        description="List every activation and cost with the distribution "
                        "that provides it, and any plugin that failed to load.")
+    p.add_argument("--check", action="store_true",
+                   help="run the conformance kit over every installed plugin; exit 1 if any "
+                   "object fails")
     p.set_defaults(func=_cmd_plugins)
 
     p = sub.add_parser("data", help="show where MNIST is, and fetch it",

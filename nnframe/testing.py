@@ -1,13 +1,21 @@
-"""The plugin conformance kit: run the contract checks on an Activation or a Cost.
+"""The plugin conformance kit.
 
-``check_activation(obj)`` and ``check_cost(obj)`` raise ``AssertionError`` with a precise
-message at the first failure and return ``None`` when the object passes everything.
+``check_activation(obj)`` and ``check_cost(obj)`` run every contract check and raise
+``AssertionError`` with a precise message at the first failure. Each check is also available
+on its own (``ACTIVATION_CHECKS``, ``COST_CHECKS``), which is how the pytest plugin reports
+every check as its own test item::
+
+    # tests/test_conformance.py of a plugin package: the whole file
+    from nnframe.testing import conformance_test
+    test_conformance = conformance_test("nnframe-extras")
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import dill
 import numpy as np
@@ -21,30 +29,29 @@ EXTREME = 1e3
 GRADIENT_TOLERANCE = 1e-6
 
 
+@dataclass(frozen=True)
+class Check:
+    """One contract check: ``run(obj)`` raises AssertionError when ``obj`` fails it."""
+
+    name: str
+    kind: str  # "activation" or "cost"
+    run: Callable[[object], None]
+    description: str
+
+
+# -- helpers ------------------------------------------------------------------------------
 def _fail(obj: object, message: str) -> AssertionError:
     return AssertionError(f"{type(obj).__name__} (name={getattr(obj, 'name', None)!r}): "
                           f"{message}")
 
 
-def _strict_numerics() -> Callable:
-    """Context: any overflow, division by zero, invalid op or RuntimeWarning raises."""
-
-    class _Ctx:
-        def __enter__(self):
-            self._err = np.errstate(over="raise", divide="raise", invalid="raise",
-                                    under="ignore")
-            self._warn = warnings.catch_warnings()
-            self._err.__enter__()
-            self._warn.__enter__()
-            warnings.simplefilter("error", RuntimeWarning)
-            return self
-
-        def __exit__(self, *exc):
-            self._warn.__exit__(*exc)
-            self._err.__exit__(*exc)
-            return False
-
-    return _Ctx()
+@contextlib.contextmanager
+def _strict_numerics() -> Iterator[None]:
+    """Any overflow, division by zero, invalid operation or RuntimeWarning raises."""
+    with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        yield
 
 
 def _call(obj, what: str, fn, *args):
@@ -52,7 +59,9 @@ def _call(obj, what: str, fn, *args):
         with _strict_numerics():
             return fn(*args)
     except (FloatingPointError, RuntimeWarning) as exc:
-        raise _fail(obj, f"{what} is numerically unsafe: {exc}") from exc
+        raise _fail(obj, f"{what} is numerically unsafe: {exc}. Rewrite the formula so no "
+                         "intermediate overflows (e.g. exp(-abs(z)) instead of exp(-z)).") \
+            from exc
     except AssertionError:
         raise
     except Exception as exc:
@@ -64,16 +73,17 @@ def _check_array(obj, what: str, out, like: np.ndarray) -> None:
         raise _fail(obj, f"{what} returned {type(out).__name__}, expected a NumPy array")
     if out.shape != like.shape:
         raise _fail(obj, f"{what} returned shape {out.shape}, expected {like.shape} "
-                         "(the input's shape; work row-wise over the whole batch)")
+                         "(the input's shape; work element- or row-wise over the whole batch)")
     if out.dtype != like.dtype:
         raise _fail(obj, f"{what} returned dtype {out.dtype} for {like.dtype} input; keep the "
-                         "input dtype (avoid float64 constants such as np.float64(...) or "
-                         "np.array(...) without dtype)")
+                         "input dtype (avoid float64 arrays such as np.array(...) or "
+                         "np.float64(...) in the formula)")
 
 
 def _check_unchanged(obj, what: str, before: np.ndarray, after: np.ndarray, arg: str) -> None:
     if not np.array_equal(before, after, equal_nan=True):
-        raise _fail(obj, f"{what} modified its argument {arg!r} in place; return a new array")
+        raise _fail(obj, f"{what} modified its argument {arg!r} in place; compute into a new "
+                         "array instead (no `z *= ...`, no out=z)")
 
 
 def _relative_error(numeric: np.ndarray, analytic: np.ndarray) -> float:
@@ -94,138 +104,348 @@ def _numeric_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float 
     return grad
 
 
-def _check_roundtrip(obj, probe: Callable[[object], np.ndarray]) -> None:
+def _roundtrip(obj, probe: Callable[[object], np.ndarray]) -> None:
     try:
         clone = dill.loads(dill.dumps(obj))
     except Exception as exc:
-        raise _fail(obj, f"does not survive a dill round trip: {type(exc).__name__}: {exc}") \
+        raise _fail(obj, f"does not survive a dill round trip ({type(exc).__name__}: {exc}); "
+                         "keep only plain attributes (numbers, strings, arrays) on the object") \
             from exc
     if not np.allclose(probe(obj), probe(clone), equal_nan=True):
         raise _fail(obj, "gives different results after a dill round trip")
 
 
-def _structural(obj, kind: str) -> None:
-    try:
-        check_contract(obj, kind)
-    except PluginContractError as exc:
-        raise AssertionError(str(exc)) from exc
+def _contract(kind: str) -> Callable[[object], None]:
+    def run(obj) -> None:
+        try:
+            check_contract(obj, kind)
+        except PluginContractError as exc:
+            raise AssertionError(str(exc)) from exc
+
+    return run
 
 
-def check_activation(obj: Activation, *, seed: int = 0) -> None:
-    """Check ``obj`` against the Activation contract; raise AssertionError on failure."""
-    _structural(obj, "activation")
-    rng = np.random.default_rng(seed)
+def _batch(seed: int, dtype, shape=(5, 7)) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# -- activation checks ---------------------------------------------------------------------
+def _activation_shape_and_dtype(obj: Activation) -> None:
     for dtype in DTYPES:
-        z = rng.standard_normal((5, 7)).astype(dtype)
-        grad = rng.standard_normal((5, 7)).astype(dtype)
-        z0, grad0 = z.copy(), grad.copy()
-        a = _call(obj, f"forward({dtype.__name__})", obj.forward, z)
+        z, grad = _batch(1, dtype), _batch(2, dtype)
+        a = _call(obj, f"forward(z) for {dtype.__name__}", obj.forward, z)
         _check_array(obj, f"forward(z) for {dtype.__name__}", a, z)
+        dz = _call(obj, f"backward(z, a, grad) for {dtype.__name__}", obj.backward, z, a, grad)
+        _check_array(obj, f"backward(z, a, grad) for {dtype.__name__}", dz, z)
+
+
+def _activation_inputs_untouched(obj: Activation) -> None:
+    for dtype in DTYPES:
+        z, grad = _batch(3, dtype), _batch(4, dtype)
+        z0, grad0 = z.copy(), grad.copy()
+        a = _call(obj, "forward(z)", obj.forward, z)
         _check_unchanged(obj, "forward(z)", z0, z, "z")
         a0 = a.copy()
-        dz = _call(obj, f"backward({dtype.__name__})", obj.backward, z, a, grad)
-        _check_array(obj, f"backward(z, a, grad) for {dtype.__name__}", dz, z)
+        _call(obj, "backward(z, a, grad)", obj.backward, z, a, grad)
         _check_unchanged(obj, "backward(z, a, grad)", z0, z, "z")
         _check_unchanged(obj, "backward(z, a, grad)", a0, a, "a")
         _check_unchanged(obj, "backward(z, a, grad)", grad0, grad, "grad")
-        # A single row must give the same values as that row inside a batch.
-        row = _call(obj, "forward(one row)", obj.forward, z[1:2].copy())
-        if not np.allclose(row, a[1:2], rtol=1e-5, atol=1e-6):
-            raise _fail(obj, "forward(z) of one row differs from the same row inside a batch; "
-                             "do not mix values across rows")
+
+
+def _activation_rows_independent(obj: Activation) -> None:
+    z = _batch(5, np.float64)
+    a = _call(obj, "forward(z)", obj.forward, z)
+    for row in (0, 3):
+        alone = _call(obj, "forward(one row)", obj.forward, z[row:row + 1].copy())
+        if not np.allclose(alone, a[row:row + 1], rtol=1e-10, atol=1e-12):
+            raise _fail(obj, f"forward of row {row} alone differs from the same row inside a "
+                             "batch; compute per element or per row (axis=1), never across "
+                             "the batch")
+
+
+def _activation_finite_at_extremes(obj: Activation) -> None:
     for dtype in DTYPES:
         z = np.array([[-EXTREME, -1.0, 0.0, 1.0, EXTREME],
                       [EXTREME, EXTREME, -EXTREME, 0.5, -EXTREME]], dtype=dtype)
-        a = _call(obj, f"forward(±{EXTREME:g}, {dtype.__name__})", obj.forward, z)
+        a = _call(obj, f"forward(±{EXTREME:g}) in {dtype.__name__}", obj.forward, z)
         if not np.all(np.isfinite(a)):
             raise _fail(obj, f"forward gives non-finite values for inputs of ±{EXTREME:g} "
-                             f"({dtype.__name__}): {a}")
-        dz = _call(obj, f"backward(±{EXTREME:g}, {dtype.__name__})", obj.backward, z, a,
+                             f"({dtype.__name__}): {a.tolist()}")
+        dz = _call(obj, f"backward(±{EXTREME:g}) in {dtype.__name__}", obj.backward, z, a,
                    np.ones_like(z))
         if not np.all(np.isfinite(dz)):
             raise _fail(obj, f"backward gives non-finite values for inputs of ±{EXTREME:g} "
-                             f"({dtype.__name__}): {dz}")
+                             f"({dtype.__name__}): {dz.tolist()}")
+
+
+def _activation_gradient(obj: Activation) -> None:
+    rng = np.random.default_rng(6)
     z = rng.uniform(-3.0, 3.0, (4, 6))
     z[np.abs(z) < 1e-3] = 0.5  # stay clear of kinks such as relu's at 0
     weights = rng.standard_normal((4, 6))
     numeric = _numeric_gradient(lambda x: float(np.sum(obj.forward(x) * weights)), z.copy())
-    analytic = obj.backward(z, obj.forward(z), weights)
+    analytic = _call(obj, "backward(z, a, grad)", obj.backward, z, obj.forward(z), weights)
     error = _relative_error(numeric, analytic)
     if not error < GRADIENT_TOLERANCE:
         raise _fail(obj, f"backward does not match central finite differences of forward in "
                          f"float64 (relative error {error:.2e} >= {GRADIENT_TOLERANCE:g}); "
-                         "check the derivative")
-    _check_roundtrip(obj, lambda o: o.forward(z))
+                         "check the derivative, and that backward multiplies by grad")
 
 
-def _probabilities(rng, shape, dtype):
-    p = rng.uniform(0.05, 1.0, shape)
+def _activation_roundtrip(obj: Activation) -> None:
+    z = _batch(7, np.float64)
+    _roundtrip(obj, lambda o: o.forward(z))
+
+
+ACTIVATION_CHECKS: tuple[Check, ...] = (
+    Check("contract", "activation", _contract("activation"),
+          "an nnframe.Activation with a lowercase snake_case name"),
+    Check("shape_and_dtype", "activation", _activation_shape_and_dtype,
+          "forward and backward keep the input's shape and dtype (float32 and float64)"),
+    Check("inputs_untouched", "activation", _activation_inputs_untouched,
+          "forward and backward never modify z, a or grad in place"),
+    Check("rows_independent", "activation", _activation_rows_independent,
+          "vectorised over the batch: a row gives the same result alone or in a batch"),
+    Check("finite_at_extremes", "activation", _activation_finite_at_extremes,
+          f"finite results and no warnings for inputs of ±{EXTREME:g}"),
+    Check("backward_matches_finite_differences", "activation", _activation_gradient,
+          "backward equals central finite differences of forward (float64, rel. err < 1e-6)"),
+    Check("dill_round_trip", "activation", _activation_roundtrip,
+          "survives dill.dumps/dill.loads with identical results"),
+)
+
+
+# -- cost checks ---------------------------------------------------------------------------
+def _probabilities(seed, shape, dtype):
+    p = np.random.default_rng(seed).uniform(0.05, 1.0, shape)
     return (p / p.sum(axis=1, keepdims=True)).astype(dtype)
 
 
-def check_cost(obj: Cost, *, activations: Iterable[Activation] | None = None,
-               seed: int = 0) -> None:
-    """Check ``obj`` against the Cost contract; raise AssertionError on failure.
+def _targets(seed, rows, width, dtype):
+    return np.eye(width, dtype=dtype)[np.random.default_rng(seed).integers(0, width, rows)]
 
-    ``activations`` (default: every registered activation) are used to check that any
-    ``fused_delta`` the cost offers equals the generic chain rule.
-    """
-    _structural(obj, "cost")
-    rng = np.random.default_rng(seed)
+
+def _cost_shape_and_dtype(obj: Cost) -> None:
     for dtype in DTYPES:
-        a = _probabilities(rng, (6, 4), dtype)
-        y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 6)]
-        a0, y0 = a.copy(), y.copy()
+        a, y = _probabilities(1, (6, 4), dtype), _targets(2, 6, 4, dtype)
         loss = _call(obj, "loss(a, y)", obj.loss, a, y)
-        if not isinstance(loss, (float, np.floating)) or not np.isfinite(loss):
-            raise _fail(obj, f"loss(a, y) returned {loss!r}; it must return one finite float")
-        _check_unchanged(obj, "loss(a, y)", a0, a, "a")
-        _check_unchanged(obj, "loss(a, y)", y0, y, "y")
+        if (not isinstance(loss, (float, np.floating)) or isinstance(loss, bool)
+                or not np.isfinite(loss)):
+            raise _fail(obj, f"loss(a, y) returned {loss!r}; it must return one finite float "
+                             "(the mean over the batch)")
         grad = _call(obj, "gradient(a, y)", obj.gradient, a, y)
         _check_array(obj, f"gradient(a, y) for {dtype.__name__}", grad, a)
-        _check_unchanged(obj, "gradient(a, y)", a0, a, "a")
-        _check_unchanged(obj, "gradient(a, y)", y0, y, "y")
-    a = _probabilities(rng, (6, 4), np.float64)
-    y = np.eye(4)[rng.integers(0, 4, 6)]
-    doubled = obj.loss(np.concatenate([a, a]), np.concatenate([y, y]))
-    if not np.isclose(doubled, obj.loss(a, y), rtol=1e-9):
-        raise _fail(obj, "loss is not a mean over the batch: repeating the batch twice changed "
-                         "it; divide the summed per-sample loss by len(a)")
-    numeric = _numeric_gradient(lambda x: float(obj.loss(x, y)), a.copy())
-    error = _relative_error(numeric, obj.gradient(a, y))
-    if not error < GRADIENT_TOLERANCE:
-        raise _fail(obj, f"gradient does not match central finite differences of loss in float64 "
-                         f"(relative error {error:.2e} >= {GRADIENT_TOLERANCE:g}); check the "
-                         "derivative and the division by the batch size")
+
+
+def _cost_inputs_untouched(obj: Cost) -> None:
+    a, y = _probabilities(3, (6, 4), np.float64), _targets(4, 6, 4, np.float64)
+    a0, y0 = a.copy(), y.copy()
+    _call(obj, "loss(a, y)", obj.loss, a, y)
+    _check_unchanged(obj, "loss(a, y)", a0, a, "a")
+    _check_unchanged(obj, "loss(a, y)", y0, y, "y")
+    _call(obj, "gradient(a, y)", obj.gradient, a, y)
+    _check_unchanged(obj, "gradient(a, y)", a0, a, "a")
+    _check_unchanged(obj, "gradient(a, y)", y0, y, "y")
+
+
+def _cost_batch_mean(obj: Cost) -> None:
+    a, y = _probabilities(5, (6, 4), np.float64), _targets(6, 6, 4, np.float64)
+    once = _call(obj, "loss(a, y)", obj.loss, a, y)
+    twice = _call(obj, "loss(a, y)", obj.loss, np.concatenate([a, a]), np.concatenate([y, y]))
+    if not np.isclose(twice, once, rtol=1e-9):
+        raise _fail(obj, f"loss is not a mean over the batch: the same batch repeated twice "
+                         f"gives {twice!r} instead of {once!r}; divide the summed per-sample "
+                         "loss by len(a)")
+
+
+def _cost_finite_when_saturated(obj: Cost) -> None:
     for dtype in DTYPES:
         a = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype)
         y = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype)
-        loss = _call(obj, "loss(a, y) on saturated outputs", obj.loss, a, y)
-        grad = _call(obj, "gradient(a, y) on saturated outputs", obj.gradient, a, y)
+        loss = _call(obj, f"loss(a, y) on outputs of exactly 0 and 1 ({dtype.__name__})",
+                     obj.loss, a, y)
+        grad = _call(obj, f"gradient(a, y) on outputs of exactly 0 and 1 ({dtype.__name__})",
+                     obj.gradient, a, y)
         if not np.isfinite(loss) or not np.all(np.isfinite(grad)):
             raise _fail(obj, f"non-finite loss or gradient for outputs of exactly 0 and 1 "
                              f"({dtype.__name__}); clip probabilities before log or division")
+
+
+def _cost_gradient(obj: Cost) -> None:
+    a, y = _probabilities(7, (6, 4), np.float64), _targets(8, 6, 4, np.float64)
+    numeric = _numeric_gradient(lambda x: float(obj.loss(x, y)), a.copy())
+    analytic = _call(obj, "gradient(a, y)", obj.gradient, a, y)
+    error = _relative_error(numeric, analytic)
+    if not error < GRADIENT_TOLERANCE:
+        ratio = float(np.vdot(analytic, numeric) / max(np.vdot(numeric, numeric), 1e-300))
+        hint = (f"; it is {ratio:.3g} times the true gradient (a missing or extra factor, such "
+                "as the division by the batch size or a 2 from a square?)"
+                if abs(ratio - 1) > 1e-3 and np.isfinite(ratio) else "")
+        raise _fail(obj, f"gradient does not match central finite differences of loss in "
+                         f"float64 (relative error {error:.2e} >= {GRADIENT_TOLERANCE:g})"
+                         f"{hint}")
+
+
+def _cost_fused(obj: Cost, activations: Iterable[Activation] | None = None) -> None:
     if activations is None:
         from .registry import get_registry
 
         activations = [e.obj for e in get_registry().entries["activation"].values()]
     for activation in activations:
-        _check_fused(obj, activation, rng)
-    _check_roundtrip(obj, lambda o: np.asarray(o.gradient(a, y)))
+        cost = obj.for_output(activation)
+        if not isinstance(cost, Cost):
+            raise _fail(obj, f"for_output({activation.name!r}) returned {cost!r}, not a Cost")
+        fused = cost.fused_delta(activation)
+        if fused is None:
+            continue
+        rng = np.random.default_rng(9)
+        z = rng.standard_normal((5, 4))
+        a = activation.forward(z)
+        y = np.eye(4)[rng.integers(0, 4, 5)]
+        expected = activation.backward(z, a, cost.gradient(a, y))
+        got = fused(a, y)
+        if not np.allclose(got, expected, rtol=1e-7, atol=1e-10):
+            raise _fail(obj, f"fused_delta({activation.name!r}) differs from "
+                             "backward(z, a, gradient(a, y)); the closed form must equal the "
+                             "chain rule")
 
 
-def _check_fused(obj: Cost, activation: Activation, rng) -> None:
-    cost = obj.for_output(activation)
-    if not isinstance(cost, Cost):
-        raise _fail(obj, f"for_output({activation.name!r}) returned {cost!r}, not a Cost")
-    fused = cost.fused_delta(activation)
-    if fused is None:
-        return
-    z = rng.standard_normal((5, 4))
-    a = activation.forward(z)
-    y = np.eye(4)[rng.integers(0, 4, 5)]
-    expected = activation.backward(z, a, cost.gradient(a, y))
-    got = fused(a, y)
-    if not np.allclose(got, expected, rtol=1e-7, atol=1e-10):
-        raise _fail(obj, f"fused_delta({activation.name!r}) differs from backward(gradient); the "
-                         "closed form must equal the chain rule")
+def _cost_roundtrip(obj: Cost) -> None:
+    a, y = _probabilities(10, (6, 4), np.float64), _targets(11, 6, 4, np.float64)
+    _roundtrip(obj, lambda o: np.asarray(o.gradient(a, y)))
+
+
+COST_CHECKS: tuple[Check, ...] = (
+    Check("contract", "cost", _contract("cost"),
+          "an nnframe.Cost with a lowercase snake_case name"),
+    Check("shape_and_dtype", "cost", _cost_shape_and_dtype,
+          "loss is one finite float; gradient keeps the shape and dtype of a"),
+    Check("inputs_untouched", "cost", _cost_inputs_untouched,
+          "loss and gradient never modify a or y in place"),
+    Check("loss_is_batch_mean", "cost", _cost_batch_mean,
+          "loss is the mean over the batch of the per-sample loss"),
+    Check("finite_when_saturated", "cost", _cost_finite_when_saturated,
+          "finite loss and gradient, no warnings, for outputs of exactly 0 and 1"),
+    Check("gradient_matches_finite_differences", "cost", _cost_gradient,
+          "gradient equals central finite differences of loss (float64, rel. err < 1e-6)"),
+    Check("fused_delta_matches_chain_rule", "cost", _cost_fused,
+          "any fused_delta equals backward(z, a, gradient(a, y)) for every activation"),
+    Check("dill_round_trip", "cost", _cost_roundtrip,
+          "survives dill.dumps/dill.loads with identical results"),
+)
+
+
+def checks_for(obj: object) -> tuple[Check, ...]:
+    return COST_CHECKS if isinstance(obj, Cost) else ACTIVATION_CHECKS
+
+
+def check_activation(obj: Activation) -> None:
+    """Run every activation check on ``obj``; raise AssertionError at the first failure."""
+    for check in ACTIVATION_CHECKS:
+        check.run(obj)
+
+
+def check_cost(obj: Cost, *, activations: Iterable[Activation] | None = None) -> None:
+    """Run every cost check on ``obj``; raise AssertionError at the first failure.
+
+    ``activations`` (default: every registered activation) are the outputs on which any
+    ``fused_delta`` the cost offers is compared with the chain rule.
+    """
+    for check in COST_CHECKS:
+        if check.name == "fused_delta_matches_chain_rule":
+            _cost_fused(obj, activations)
+        else:
+            check.run(obj)
+
+
+# -- running the kit over installed plugins -------------------------------------------------
+@dataclass(frozen=True)
+class ConformanceCase:
+    """One check of one registered object (or a plugin's load failure, ``check=None``)."""
+
+    label: str  # "gelu" or "cost:huber"
+    check: Check | None
+    obj: object = None
+    failure: str | None = None
+    provider: str = ""  # "nnframe-extras 0.1.0"
+
+    @property
+    def id(self) -> str:
+        return f"{self.label}::{self.check.name if self.check else 'loads'}"
+
+    def __call__(self) -> None:
+        if self.failure is not None:
+            raise AssertionError(self.failure)
+        assert self.check is not None
+        self.check.run(self.obj)
+
+
+def _matches(provider, plugin: str) -> bool:
+    key = plugin.lower().replace("_", "-")
+    names = (provider.distribution, provider.plugin, provider.module.split(":")[0])
+    return any(n.lower().replace("_", "-") == key for n in names)
+
+
+def conformance_cases(plugin: str | None = None) -> list[ConformanceCase]:
+    """Every (object, check) pair of the installed ``plugin`` (a distribution, entry-point
+    or module name), or of every installed plugin when ``plugin`` is None. Plugins that
+    failed to load, and objects the registry rejected, become failing cases."""
+    from .registry import get_registry
+
+    registry = get_registry()
+    cases: list[ConformanceCase] = []
+    found = False
+    for kind in ("activation", "cost"):
+        for name, entry in sorted(registry.entries[kind].items()):
+            if plugin is not None and not _matches(entry.provider, plugin):
+                continue
+            found = True
+            label = name if kind == "activation" else f"cost:{name}"
+            who = f"{entry.provider.distribution} {entry.provider.version}"
+            cases += [ConformanceCase(label, check, entry.obj, provider=who)
+                      for check in checks_for(entry.obj)]
+    for failure in registry.failures:
+        if plugin is None or _matches(_FailureProvider(failure), plugin):
+            found = True
+            cases.append(ConformanceCase(
+                f"{failure.distribution}:{failure.plugin}", None, failure=failure.describe(),
+                provider=f"{failure.distribution} {failure.version}"))
+    if not found:
+        cases.append(ConformanceCase(str(plugin), None, failure=(
+            f"no installed plugin matches {plugin!r}: install the package (pip install -e .) "
+            "and check its [project.entry-points.nnframe] table; `nnframe plugins` lists "
+            "what is installed")))
+    return cases
+
+
+@dataclass(frozen=True)
+class _FailureProvider:
+    failure: object
+
+    @property
+    def distribution(self) -> str:
+        return self.failure.distribution
+
+    @property
+    def plugin(self) -> str:
+        return self.failure.plugin.split(" = ")[0]
+
+    @property
+    def module(self) -> str:
+        parts = self.failure.plugin.split(" = ")
+        return parts[1] if len(parts) > 1 else parts[0]
+
+
+def conformance_test(plugin: str):
+    """A pytest test function that runs every check on every object ``plugin`` registers.
+
+    Assign it to a ``test_*`` name in a test module; the nnframe pytest plugin (loaded
+    automatically through the ``pytest11`` entry point) turns it into one test item per
+    object and check, e.g. ``test_conformance[gelu::backward_matches_finite_differences]``.
+    """
+
+    def test_conformance(nnframe_case: ConformanceCase) -> None:
+        nnframe_case()
+
+    test_conformance.nnframe_plugin = plugin  # read by nnframe.pytest_plugin
+    return test_conformance

@@ -1,0 +1,253 @@
+"""The conformance kit catches real mistakes, each with a message that says what is wrong."""
+
+import numpy as np
+import pytest
+from conftest import run_python
+
+import nnframe
+from nnframe.testing import (
+    ACTIVATION_CHECKS,
+    COST_CHECKS,
+    check_activation,
+    check_cost,
+    conformance_cases,
+)
+
+
+class Tanh(nnframe.Activation):
+    name = "my_tanh"
+
+    def forward(self, z):
+        return np.tanh(z)
+
+    def backward(self, z, a, grad):
+        return grad * (1 - a * a)
+
+
+class WrongDerivative(Tanh):
+    def backward(self, z, a, grad):
+        return grad * (1 - a)
+
+
+class ChangesShape(Tanh):
+    def forward(self, z):
+        return np.tanh(z)[:, :-1]
+
+
+class InPlace(Tanh):
+    def forward(self, z):
+        np.tanh(z, out=z)
+        return z
+
+
+class InPlaceGrad(Tanh):
+    def backward(self, z, a, grad):
+        grad *= 1 - a * a
+        return grad
+
+
+class Overflowing(Tanh):
+    name = "naive_sigmoid"
+
+    def forward(self, z):
+        return 1 / (1 + np.exp(-z))
+
+    def backward(self, z, a, grad):
+        return grad * a * (1 - a)
+
+
+class Upcasts(Tanh):
+    def forward(self, z):
+        return np.tanh(z) * np.float64(1.0)
+
+
+class MixesRows(Tanh):
+    def forward(self, z):
+        return np.tanh(z - z.mean(axis=0))
+
+    def backward(self, z, a, grad):
+        return grad * (1 - a * a)
+
+
+class Unpicklable(Tanh):
+    def __init__(self):
+        self.state = (i for i in range(3))  # generators cannot be pickled, even by dill
+
+
+class BadName(Tanh):
+    name = "My Tanh"
+
+
+class Squared(nnframe.Cost):
+    name = "squared"
+
+    def loss(self, a, y):
+        return float(0.5 * ((a - y) ** 2).sum() / len(a))
+
+    def gradient(self, a, y):
+        return (a - y) / len(a)
+
+
+class GradientOffByFactor(Squared):
+    def gradient(self, a, y):
+        return 2 * (a - y) / len(a)
+
+
+class SumNotMean(Squared):
+    def loss(self, a, y):
+        return float(0.5 * ((a - y) ** 2).sum())
+
+    def gradient(self, a, y):
+        return a - y
+
+
+class LogOfZero(Squared):
+    name = "naive_log"
+
+    def loss(self, a, y):
+        return float(-(y * np.log(a)).sum() / len(a))
+
+    def gradient(self, a, y):
+        return -y / a / len(a)
+
+
+class ArrayLoss(Squared):
+    def loss(self, a, y):
+        return 0.5 * ((a - y) ** 2).sum(axis=1)
+
+
+class WrongFusedDelta(Squared):
+    def fused_delta(self, activation):
+        if activation.name == "sigmoid":
+            return lambda a, y: (a - y) / len(a)  # not the chain rule for squared error
+        return None
+
+
+def test_correct_objects_pass():
+    check_activation(Tanh())
+    check_cost(Squared())
+
+
+@pytest.mark.parametrize("obj, needles", [
+    (WrongDerivative(), ["backward does not match central finite differences",
+                         "check the derivative"]),
+    (ChangesShape(), ["returned (3, 3) for input of shape (3, 4)"]),
+    (InPlace(), ["modified its argument 'z' in place"]),
+    (InPlaceGrad(), ["modified its argument 'grad' in place"]),
+    (Overflowing(), ["numerically unsafe", "overflow", "exp(-abs(z))"]),
+    (Upcasts(), ["dtype float64 for float32 input"]),
+    (MixesRows(), ["row 0 alone differs"]),
+    (Unpicklable(), ["dill round trip"]),
+    (BadName(), ["lowercase snake_case"]),
+    (object(), ["not a subclass instance of nnframe.Activation"]),
+])
+def test_broken_activations_are_rejected_with_the_reason(obj, needles):
+    with pytest.raises(AssertionError) as info:
+        check_activation(obj)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+@pytest.mark.parametrize("obj, needles", [
+    (GradientOffByFactor(), ["gradient does not match", "2 times the true gradient"]),
+    (SumNotMean(), ["not a mean over the batch", "divide"]),
+    (LogOfZero(), ["numerically unsafe"]),
+    (ArrayLoss(), ["one float"]),
+    (WrongFusedDelta(), ["fused_delta('sigmoid') differs"]),
+])
+def test_broken_costs_are_rejected_with_the_reason(obj, needles):
+    with pytest.raises(AssertionError) as info:
+        check_cost(obj)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_each_check_runs_on_its_own():
+    names = [c.name for c in ACTIVATION_CHECKS]
+    assert len(names) == len(set(names)) and "backward_matches_finite_differences" in names
+    failing = [c.name for c in ACTIVATION_CHECKS if _fails(c, WrongDerivative())]
+    assert failing == ["backward_matches_finite_differences"]
+    failing = [c.name for c in COST_CHECKS if _fails(c, GradientOffByFactor())]
+    assert failing == ["gradient_matches_finite_differences"]
+
+
+def _fails(check, obj):
+    try:
+        check.run(obj)
+    except AssertionError:
+        return True
+    return False
+
+
+def test_cases_cover_every_object_and_check_of_a_plugin():
+    cases = conformance_cases("nnframe-extras")
+    labels = {case.label for case in cases}
+    assert labels == {"leaky_relu", "softplus", "silu", "gelu", "softsign"}
+    assert len(cases) == 5 * len(ACTIVATION_CHECKS)
+    for case in cases:
+        case()
+    builtin = conformance_cases("nnframe")
+    assert {c.label for c in builtin} >= {"relu", "cost:cross_entropy"}
+
+
+def test_an_unknown_plugin_gives_one_failing_case():
+    (case,) = conformance_cases("nnframe-nothing")
+    with pytest.raises(AssertionError, match="no installed plugin matches 'nnframe-nothing'"):
+        case()
+
+
+BROKEN_PLUGIN = '''
+import numpy as np
+import nnframe
+
+class Bad(nnframe.Activation):
+    name = "bad_tanh"
+    def forward(self, z):
+        return np.tanh(z)
+    def backward(self, z, a, grad):
+        return grad * (1 - a)
+
+@nnframe.hookimpl
+def register_activations(register):
+    register(Bad())
+'''
+
+
+def test_the_pytest_plugin_reports_each_check_as_an_item(make_plugin, tmp_path):
+    make_plugin("nnframe-badtanh", BROKEN_PLUGIN)
+    tests = tmp_path / "pkg_tests"
+    tests.mkdir()
+    (tests / "test_conformance.py").write_text(
+        "from nnframe.testing import conformance_test\n"
+        "test_conformance = conformance_test('nnframe-badtanh')\n")
+    import os
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(make_plugin.site)}
+    result = run_python("import sys, pytest; sys.exit(pytest.main(['-q', '-p', "
+                        f"'no:cacheprovider', {str(tests)!r}]))", env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed, 6 passed" in result.stdout
+    assert "test_conformance[bad_tanh::backward_matches_finite_differences]" in result.stdout
+    assert sys.executable
+
+
+def test_plugins_check_command(make_plugin):
+    import os
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    exe = Path(sysconfig.get_path("scripts")) / "nnframe"
+    result = subprocess.run([str(exe), "plugins", "--check"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gelu" in result.stdout and "all checks passed" in result.stdout
+    make_plugin("nnframe-badtanh", BROKEN_PLUGIN)
+    env = {**os.environ, "PYTHONPATH": str(make_plugin.site)}
+    result = subprocess.run([str(exe), "plugins", "--check"], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 1
+    line = next(x for x in result.stdout.splitlines() if "bad_tanh" in x)
+    assert "FAIL" in line and "backward_matches_finite_differences" in line
+    assert "nnframe-badtanh" in line
