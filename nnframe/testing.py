@@ -106,7 +106,7 @@ def _numeric_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float 
 
 def _roundtrip(obj, probe: Callable[[object], np.ndarray]) -> None:
     try:
-        clone = dill.loads(dill.dumps(obj))
+        clone = dill.loads(dill.dumps(obj, recurse=True))  # as nnframe.save embeds objects
     except Exception as exc:
         raise _fail(obj, f"does not survive a dill round trip ({type(exc).__name__}: {exc}); "
                          "keep only plain attributes (numbers, strings, arrays) on the object") \
