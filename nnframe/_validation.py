@@ -24,6 +24,16 @@ def positive_int(value, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def seed(value, name: str = "seed"):
+    """None, a non-negative int, or a ``numpy.random.Generator``."""
+    if value is None or isinstance(value, np.random.Generator):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InputError(f"{name} must be None or a non-negative integer such as 0, got "
+                         f"{type(value).__name__} {value!r}.")
+    return int(value)
+
+
 def learning_rate(value, name: str = "learning_rate") -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputError(f"{name} must be a positive finite number such as 0.1, got "

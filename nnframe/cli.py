@@ -116,6 +116,8 @@ def _cmd_train(args) -> int:
     if len(names) != len(hidden):
         raise InputError(f"--activation has {len(names)} names for {len(hidden)} hidden layers; "
                          "give one name for all, or one per hidden layer.")
+    if args.subset < 0:
+        raise InputError(f"--subset must be >= 0 (0 means all images), got {args.subset}.")
     sizes = [784, *hidden, 10]
     # Build first: an unknown activation or cost fails before any data is loaded.
     network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],

@@ -23,6 +23,10 @@ class PluginContractError(PluginError, TypeError):
     """A registered object does not satisfy the Activation or Cost contract."""
 
 
+class PluginRuntimeError(PluginError):
+    """A plugin raised, or broke the contract, while a network was running."""
+
+
 class DuplicateNameError(PluginError):
     """Two plugins registered the same activation or cost name."""
 

@@ -47,7 +47,7 @@ class Layer:
         self.weights_for_layer: np.ndarray | None = None
         self.bias_for_layer: np.ndarray | None = None
         if self.num_nodes_in_next_layer:
-            rng = np.random.default_rng(rng)
+            rng = np.random.default_rng(_validation.seed(rng, "rng"))
             self.weights_for_layer = ops.init_weights(
                 rng, self.num_nodes_in_layer, self.num_nodes_in_next_layer, init, dtype)
             self.bias_for_layer = np.zeros((1, self.num_nodes_in_next_layer), dtype=dtype)

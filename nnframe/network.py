@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _validation, ops
 from .base import Activation, Cost
-from .errors import InputError, NNFrameError, TrainingDivergedError
+from .errors import InputError, NNFrameError, PluginRuntimeError, TrainingDivergedError
 from .layer import Layer, resolve_activation
 from .registry import get_cost
 
@@ -83,7 +83,7 @@ class NeuralNetwork:
         self.activation_function = [a.name if a else None for a in activations]
         self.cost_function = self.cost.name
         self._configure_output(activations[-1])
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(_validation.seed(seed))
         self.layers = [
             Layer(self.num_nodes[i], self.num_nodes[i + 1], activations[i],
                   init=getattr(activations[i + 1], "init", "glorot"), dtype=dtype, rng=rng)
@@ -122,6 +122,8 @@ class NeuralNetwork:
             nxt.pre_activations = ops.affine(layer.activations, layer.weights_for_layer,
                                              layer.bias_for_layer)
             nxt.activations = nxt.activation_function.forward(nxt.pre_activations)
+            if nxt.activations.shape != nxt.pre_activations.shape:
+                raise _ShapeBreach(nxt.activation_function)  # NumPy would broadcast silently
         return layers[-1].activations
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
@@ -140,10 +142,14 @@ class NeuralNetwork:
         if self._fused is not None:
             return self._fused(out.activations, targets)
         grad = self._loss.gradient(out.activations, targets)
+        if grad.shape != out.activations.shape:
+            raise _ShapeBreach(self._loss)
         return out.activation_function.backward(out.pre_activations, out.activations, grad)
 
     def _backward(self, targets: np.ndarray, learning_rate: float) -> None:
         delta = self._output_delta(targets)
+        if delta.shape != self.layers[-1].activations.shape:
+            raise _ShapeBreach(self._loss)
         for i in range(len(self.layers) - 2, -1, -1):
             layer = self.layers[i]
             grad_w = layer.activations.T @ delta
@@ -152,16 +158,31 @@ class NeuralNetwork:
                 grad_a = delta @ layer.weights_for_layer.T
                 delta = layer.activation_function.backward(layer.pre_activations,
                                                            layer.activations, grad_a)
+                if delta.shape != grad_a.shape:
+                    raise _ShapeBreach(layer.activation_function)
             grad_w *= learning_rate
             layer.weights_for_layer -= grad_w
             grad_b *= learning_rate
             layer.bias_for_layer -= grad_b
 
     # -- the classic step-by-step API ------------------------------------------------------
+    def _guarded(self, context: str, x: np.ndarray, targets, fn, *args):
+        """Call ``fn``; if a plugin breaks it, raise an error naming that plugin."""
+        try:
+            return fn(*args)
+        except NNFrameError:
+            raise
+        except Exception as exc:
+            culprit = self._find_faulty_plugin(x, targets)
+            if culprit is None:
+                raise
+            raise PluginRuntimeError(f"{context} failed: {culprit}. Run `nnframe plugins "
+                                     "--check` to test installed plugins.") from exc
+
     def forward_pass(self, inputs) -> np.ndarray:
         """Run ``inputs`` (samples x features) through the network; return the outputs."""
         x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype)
-        return self._forward(x)
+        return self._guarded("forward_pass", x, None, self._forward, x)
 
     def _last_targets(self, labels, what: str) -> np.ndarray:
         out = self.layers[-1].activations
@@ -191,7 +212,13 @@ class NeuralNetwork:
             learning_rate = self.learning_rate
         learning_rate = _validation.learning_rate(learning_rate)
         targets = self._last_targets(labels, "back_pass")
-        self._backward(targets, learning_rate)
+        snapshot = [p.copy() for p in self.parameters()]
+        try:
+            self._guarded("back_pass", self.layers[0].activations, targets, self._backward,
+                          targets, learning_rate)
+        except BaseException:
+            self._restore(snapshot)  # nothing half-done
+            raise
 
     # -- training --------------------------------------------------------------------------
     def train(self, batch_size: int, inputs, labels, num_epochs: int, learning_rate: float,
@@ -208,6 +235,10 @@ class NeuralNetwork:
         batch_size = _validation.positive_int(batch_size, "batch_size")
         num_epochs = _validation.positive_int(num_epochs, "num_epochs", minimum=0)
         learning_rate = _validation.learning_rate(learning_rate)
+        seed = _validation.seed(seed)
+        if callback is not None and not callable(callback):
+            raise InputError(f"callback must be callable (it receives a TrainingState after "
+                             f"every batch), got {type(callback).__name__}.")
         path = None
         if filename is not None:
             path = _validation.model_path(filename)
@@ -243,6 +274,8 @@ class NeuralNetwork:
                     vout = self._infer(val[0])
                     history["val_loss"].append(float(self._loss.loss(vout, val[1])))
                     history["val_accuracy"].append(_percent(ops.argmax_rows(vout), val[2]))
+                for key, values in history.items():  # the network's record stays in step
+                    self.history.setdefault(key, []).append(values[-1])
                 if verbose:
                     line = " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items())
                     print(f"epoch {epoch}/{num_epochs} {line}", file=sys.stderr)
@@ -250,8 +283,6 @@ class NeuralNetwork:
                     callback(TrainingState(epoch, num_epochs, num_batches, num_batches,
                                            history["loss"][-1], history["accuracy"][-1],
                                            epoch_done=True, history=history))
-        for key, values in history.items():
-            self.history.setdefault(key, []).extend(values)
         if path is not None:
             self.save(path)
         return history
@@ -263,21 +294,34 @@ class NeuralNetwork:
         snapshot = [p.copy() for p in self.parameters()]
         total_loss = 0.0
         correct = 0
-        for batch in range(num_batches):
-            index = order[batch * batch_size:(batch + 1) * batch_size]
-            xb, yb = x[index], y[index]
-            out = self._forward(xb)
-            loss = self._loss.loss(out, yb)
-            if not math.isfinite(loss):
-                self._diverged(epoch, batch + 1, num_batches, learning_rate, snapshot,
-                               f"the loss became {loss}")
-            self._backward(yb, learning_rate)
-            total_loss += loss * len(index)
-            correct += int(np.count_nonzero(ops.argmax_rows(out) == ids[index]))
-            if callback is not None:
-                seen = min((batch + 1) * batch_size, n)
-                callback(TrainingState(epoch, num_epochs, batch + 1, num_batches,
-                                       total_loss / seen, 100.0 * correct / seen))
+        batch, xb, yb = 0, x[:0], y[:0]
+        try:
+            for batch in range(num_batches):
+                index = order[batch * batch_size:(batch + 1) * batch_size]
+                xb, yb = x[index], y[index]
+                out = self._forward(xb)
+                loss = self._loss.loss(out, yb)
+                if not math.isfinite(loss):
+                    self._diverged(epoch, batch + 1, num_batches, learning_rate, snapshot,
+                                   f"the loss became {loss}")
+                self._backward(yb, learning_rate)
+                total_loss += loss * len(index)
+                correct += int(np.count_nonzero(ops.argmax_rows(out) == ids[index]))
+                if callback is not None:
+                    seen = min((batch + 1) * batch_size, n)
+                    callback(TrainingState(epoch, num_epochs, batch + 1, num_batches,
+                                           total_loss / seen, 100.0 * correct / seen))
+        except NNFrameError:
+            raise
+        except Exception as exc:
+            culprit = self._find_faulty_plugin(xb, yb)
+            if culprit is None:
+                raise
+            self._restore(snapshot)
+            raise PluginRuntimeError(
+                f"training stopped at epoch {epoch}, batch {batch + 1} of {num_batches}: "
+                f"{culprit}. The weights are restored to the start of epoch {epoch}; run "
+                "`nnframe plugins --check` to test installed plugins.") from exc
         if not ops.all_finite(*self.parameters()):
             self._diverged(epoch, num_batches, num_batches, learning_rate, snapshot,
                            "the weights became non-finite")
@@ -299,6 +343,51 @@ class NeuralNetwork:
             f"training diverged at epoch {epoch}, batch {batch} of {num_batches}: {what}. "
             f"The weights are restored to the start of epoch {epoch}; {advice}.",
             epoch=epoch, batch=batch)
+
+    def _find_faulty_plugin(self, x: np.ndarray, targets: np.ndarray | None) -> str | None:
+        """After an exception, replay ``x`` layer by layer to find the plugin at fault.
+
+        Costs nothing until something fails: the hot loops carry no checks of their own.
+        """
+        def who(obj) -> str:
+            kind = "cost" if isinstance(obj, Cost) else "activation"
+            return f"the {kind} {obj.name!r} ({_provider_of(obj)})"
+
+        def bad_shape(obj, what, out, shape) -> str | None:
+            if isinstance(out, np.ndarray) and out.shape == shape:
+                return None
+            got = getattr(out, "shape", type(out).__name__)
+            return f"{who(obj)} {what} returned {got} for an input of shape {shape}"
+
+        with np.errstate(all="ignore"):
+            a, trace = x, []
+            for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
+                z = ops.affine(a, layer.weights_for_layer, layer.bias_for_layer)
+                act = nxt.activation_function
+                try:
+                    out = act.forward(z)
+                except Exception as exc:
+                    return f"{who(act)} raised {type(exc).__name__} in forward: {exc}"
+                if problem := bad_shape(act, "forward", out, z.shape):
+                    return problem
+                trace.append((act, z, out))
+                a = out
+            if targets is None or len(targets) != len(a):
+                return None
+            try:
+                grad = self._loss.gradient(a, targets)
+            except Exception as exc:
+                return f"{who(self._loss)} raised {type(exc).__name__} in gradient: {exc}"
+            if problem := bad_shape(self._loss, "gradient", grad, a.shape):
+                return problem
+            for act, z, out in reversed(trace):
+                try:
+                    result = act.backward(z, out, np.ones_like(out))
+                except Exception as exc:
+                    return f"{who(act)} raised {type(exc).__name__} in backward: {exc}"
+                if problem := bad_shape(act, "backward", result, z.shape):
+                    return problem
+        return None
 
     def _nonfinite_activation(self) -> Activation | None:
         for layer in self.layers[1:]:
@@ -326,13 +415,14 @@ class NeuralNetwork:
         net = self._network_for(filename)
         x, was_1d = _validation.inputs(input, net.num_nodes[0], net.dtype, name="input",
                                        allow_1d=True)
-        rows = ops.one_hot(ops.argmax_rows(net._infer(x)), net.num_nodes[-1], net.dtype)
+        rows = ops.one_hot(ops.argmax_rows(net._guarded("predict", x, None, net._infer, x)),
+                           net.num_nodes[-1], net.dtype)
         return rows[0] if was_1d else rows
 
     def predict_classes(self, inputs) -> np.ndarray:
         """Class ids (int64) for ``inputs``, using this network."""
         x, was_1d = _validation.inputs(inputs, self.num_nodes[0], self.dtype, allow_1d=True)
-        ids = ops.argmax_rows(self._infer(x))
+        ids = ops.argmax_rows(self._guarded("predict_classes", x, None, self._infer, x))
         return ids[0] if was_1d else ids
 
     def check_accuracy(self, filename, inputs, labels) -> float:
@@ -340,7 +430,8 @@ class NeuralNetwork:
         net = self._network_for(filename)
         x, _ = _validation.inputs(inputs, net.num_nodes[0], net.dtype)
         _, ids = _validation.labels(labels, len(x), net.num_nodes[-1], net.dtype)
-        return _percent(ops.argmax_rows(net._infer(x)), ids)
+        return _percent(ops.argmax_rows(net._guarded("check_accuracy", x, None, net._infer, x)),
+                        ids)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -357,11 +448,19 @@ class NeuralNetwork:
         return load(path, trusted=trusted)
 
 
+class _ShapeBreach(Exception):
+    """A plugin returned an array of the wrong shape; turned into a PluginRuntimeError."""
+
+    def __init__(self, obj):
+        super().__init__(f"{obj!r} returned an array of the wrong shape")
+
+
 def _provider_of(obj) -> str:
     from .registry import get_registry
 
     try:
-        entry = get_registry().lookup("activation", obj.name)
+        kind = "cost" if isinstance(obj, Cost) else "activation"
+        entry = get_registry().lookup(kind, obj.name)
     except NNFrameError:
         return "not an installed plugin"
     if type(entry.obj) is not type(obj):

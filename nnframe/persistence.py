@@ -27,7 +27,13 @@ import numpy as np
 
 from . import _validation
 from .base import Activation, Cost
-from .errors import MissingPluginError, ModelFileError, UnknownNameError, UnsafeModelError
+from .errors import (
+    MissingPluginError,
+    ModelFileError,
+    NNFrameError,
+    UnknownNameError,
+    UnsafeModelError,
+)
 
 FORMAT = "nnframe-model"
 FORMAT_VERSION = 1
@@ -211,7 +217,13 @@ def load(path, *, trusted: bool = False):
     except Exception as exc:
         raise ModelFileError(f"{where} is not a valid nnframe model file ({type(exc).__name__}: "
                              f"{exc}).") from None
-    return from_payload(payload, where, trusted=trusted)
+    try:
+        return from_payload(payload, where, trusted=trusted)
+    except NNFrameError:
+        raise
+    except Exception as exc:  # a structure the checks did not foresee: still the file's fault
+        raise ModelFileError(f"{where} is not a valid nnframe model file (unexpected structure: "
+                             f"{type(exc).__name__}: {exc}).") from None
 
 
 def _bad(where: str, problem: str) -> ModelFileError:

@@ -1,11 +1,6 @@
 import os
 import pickle
 import pickletools
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import dill
 import numpy as np
@@ -189,43 +184,3 @@ def test_filenames_must_end_in_pkl(tmp_path):
         net.train(8, x, ids, 1, 0.1, tmp_path / "model")
     with pytest.raises(InputError, match="pkl"):
         nnframe.load(tmp_path / "model.json")
-
-
-def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch):
-    net, _, _ = trained()
-    path = tmp_path / "model.pkl"
-    net.save(path)
-    before = path.read_bytes()
-
-    def disk_full(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", disk_full)
-    other, _, _ = trained(seed=1)
-    with pytest.raises(ModelFileError, match="No space left.*previous file there is unchanged"):
-        other.save(path)
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pkl"]
-
-
-def test_a_process_killed_mid_save_leaves_the_previous_model_loadable(tmp_path):
-    path = tmp_path / "model.pkl"
-    small = NeuralNetwork(2, [3, 2], [None, "softmax"], "cross_entropy", seed=0)
-    small.save(path)
-    script = textwrap.dedent(f"""
-        import sys, nnframe
-        net = nnframe.NeuralNetwork(3, [1500, 1500, 10], [None, "relu", "softmax"],
-                                    "cross_entropy", dtype="float64", seed=1)
-        print("ready", flush=True)
-        while True:
-            net.save({str(path)!r})
-    """)
-    for delay in (0.05, 0.2, 0.4):
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                text=True)
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        loaded = nnframe.load(path)  # either the old model or a complete new one
-        assert loaded.num_nodes in ([3, 2], [1500, 1500, 10])
