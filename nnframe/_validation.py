@@ -102,12 +102,23 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
         raise InputError(f"{name} has {array.shape[1]} features per sample but the network's "
                          f"input layer has {width} nodes; reshape the data or build the "
                          f"network with num_nodes[0] = {array.shape[1]}.")
-    _check_finite(array, name)
     with np.errstate(over="ignore"):
-        array = np.ascontiguousarray(array, dtype=dtype)
-    if not np.isfinite(array).all():  # e.g. float64 1e300 overflows float32
-        raise InputError(f"{name} has values too large for {np.dtype(dtype).name}.")
-    return array, was_1d
+        converted = np.ascontiguousarray(array, dtype=dtype)
+    if not _all_finite(converted):
+        _check_finite(array, name)  # NaN or inf in the data itself: say where
+        raise InputError(f"{name} has values too large for {np.dtype(dtype).name} (at most "
+                         f"{np.finfo(dtype).max:.3g}); scale the data first.")
+    return converted, was_1d
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """True when every value is finite. A sum is one fast pass with no temporary array; it
+    is non-finite whenever any value is (or, rarely, when finite values overflow it, which
+    the exact check then settles)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(array, axis=None)):
+            return True
+    return bool(np.isfinite(array).all())
 
 
 def labels(data, num_samples: int, num_outputs: int, dtype, *, name: str = "labels"):

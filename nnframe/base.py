@@ -33,6 +33,15 @@ class Activation:
         """Return ``a = f(z)``, same shape and dtype as ``z``; never modify ``z``."""
         raise NotImplementedError
 
+    def forward_inplace(self, z: np.ndarray) -> np.ndarray:
+        """Optional: ``forward(z)`` computed into ``z`` itself, which is then returned.
+
+        nnframe calls it only on temporaries it owns and no longer needs (the forward pass of
+        ``predict``), saving an allocation per layer. The default simply returns
+        ``forward(z)``; overriding it is purely an optimisation.
+        """
+        return self.forward(z)
+
     def backward(self, z: np.ndarray, a: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """Return ``dL/dz`` given ``grad = dL/da`` (a vector-Jacobian product).
 

@@ -17,7 +17,7 @@ from .layer import Layer, resolve_activation
 from .registry import get_cost
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-INFERENCE_CHUNK = 8192
+INFERENCE_CHUNK = 16384  # rows per forward pass in predict: bounds memory
 
 
 def resolve_cost(spec) -> Cost:
@@ -132,7 +132,8 @@ class NeuralNetwork:
         for start in range(0, len(x), INFERENCE_CHUNK):
             a = x[start:start + INFERENCE_CHUNK]
             for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
-                a = nxt.activation_function.forward(
+                # z is a temporary here, so the activation may overwrite it
+                a = nxt.activation_function.forward_inplace(
                     ops.affine(a, layer.weights_for_layer, layer.bias_for_layer))
             outputs.append(a)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
@@ -152,18 +153,18 @@ class NeuralNetwork:
             raise _ShapeBreach(self._loss)
         for i in range(len(self.layers) - 2, -1, -1):
             layer = self.layers[i]
-            grad_w = layer.activations.T @ delta
-            grad_b = delta.sum(axis=0, keepdims=True)
+            weights = layer.weights_for_layer
             if i:  # propagate before this layer's weights change
-                grad_a = delta @ layer.weights_for_layer.T
+                grad_a = delta @ weights.T
+            # The learning rate goes into the small (batch x units) delta, so the large
+            # weight matrix is touched once, by the update itself.
+            step = delta * learning_rate
+            ops.weight_step(layer.activations, step, weights, layer.bias_for_layer)
+            if i:
                 delta = layer.activation_function.backward(layer.pre_activations,
                                                            layer.activations, grad_a)
                 if delta.shape != grad_a.shape:
                     raise _ShapeBreach(layer.activation_function)
-            grad_w *= learning_rate
-            layer.weights_for_layer -= grad_w
-            grad_b *= learning_rate
-            layer.bias_for_layer -= grad_b
 
     # -- the classic step-by-step API ------------------------------------------------------
     def _guarded(self, context: str, x: np.ndarray, targets, fn, *args):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _blas
+
 xp = np
 
 
@@ -25,6 +27,20 @@ def affine(a: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
     z = a @ weights
     z += bias
     return z
+
+
+def weight_step(a: np.ndarray, step: np.ndarray, weights: np.ndarray,
+                bias: np.ndarray) -> None:
+    """Gradient descent on one layer: ``W -= a.T @ step`` and ``b -= sum(step)``, where
+    ``step`` is the delta already scaled by the learning rate.
+
+    With NumPy's own BLAS reachable (see :mod:`nnframe._blas`) the update is folded into the
+    matrix product (``gemm`` with ``beta=1``), so the weights are read and written once;
+    otherwise NumPy computes the product and subtracts it.
+    """
+    if not _blas.gemm_update(a, step, weights):
+        weights -= a.T @ step
+    bias -= np.add.reduce(step, axis=0, keepdims=True)
 
 
 def argmax_rows(a: np.ndarray) -> np.ndarray:

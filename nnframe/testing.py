@@ -192,6 +192,21 @@ def _activation_gradient(obj: Activation) -> None:
                          "check the derivative, and that backward multiplies by grad")
 
 
+def _activation_inplace(obj: Activation) -> None:
+    if type(obj).forward_inplace is Activation.forward_inplace:
+        return  # not overridden: it is forward itself
+    for dtype in DTYPES:
+        z = _batch(8, dtype)
+        z[0, :2] = [-EXTREME, EXTREME]
+        expected = _call(obj, "forward(z)", obj.forward, z)
+        scratch = z.copy()
+        got = _call(obj, "forward_inplace(z)", obj.forward_inplace, scratch)
+        _check_array(obj, f"forward_inplace(z) for {dtype.__name__}", got, z)
+        if not np.allclose(got, expected, rtol=1e-6, atol=1e-7):
+            raise _fail(obj, "forward_inplace(z) differs from forward(z); it must compute the "
+                             "same values, only into z")
+
+
 def _activation_roundtrip(obj: Activation) -> None:
     z = _batch(7, np.float64)
     _roundtrip(obj, lambda o: o.forward(z))
@@ -210,6 +225,8 @@ ACTIVATION_CHECKS: tuple[Check, ...] = (
           f"finite results and no warnings for inputs of ±{EXTREME:g}"),
     Check("backward_matches_finite_differences", "activation", _activation_gradient,
           "backward equals central finite differences of forward (float64, rel. err < 1e-6)"),
+    Check("forward_inplace_matches_forward", "activation", _activation_inplace,
+          "an optional forward_inplace computes exactly what forward does"),
     Check("dill_round_trip", "activation", _activation_roundtrip,
           "survives dill.dumps/dill.loads with identical results"),
 )

@@ -305,3 +305,31 @@ def test_divergence_stops_with_epoch_and_batch_and_leaves_the_saved_model(tmp_pa
     assert path.read_bytes() == before
     for a, b in zip(net.parameters(), weights, strict=True):
         np.testing.assert_array_equal(a, b)  # restored to the start of the epoch
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_blas_shortcut_and_plain_numpy_give_the_same_training(monkeypatch, dtype):
+    from nnframe import _blas
+
+    x, ids = blobs(n=64)
+
+    def run():
+        net = NeuralNetwork(3, [2, 16, 3], [None, "relu", "softmax"], "cross_entropy",
+                            dtype=dtype, seed=4)
+        net.train(8, x, ids, 3, 0.1, seed=1)
+        return net.parameters()
+
+    fast = run()
+    monkeypatch.setattr(_blas, "_gemm", {})  # as without a reachable BLAS
+    monkeypatch.setitem(_blas._state, "ready", True)
+    plain = run()
+    for a, b in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                                   atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_the_blas_shortcut_is_found_on_a_numpy_wheel():
+    # NumPy wheels from PyPI ship OpenBLAS; if this fails the fast path silently went away.
+    from nnframe import _blas
+
+    assert _blas.available()

@@ -19,6 +19,13 @@ class Sigmoid(Activation):
         e = np.exp(-np.abs(z))
         return np.where(z >= 0, 1.0, e) / (1.0 + e)
 
+    def forward_inplace(self, z):
+        e = np.exp(-np.abs(z))
+        positive = z >= 0
+        np.divide(1.0, 1.0 + e, out=z, where=positive)
+        np.divide(e, 1.0 + e, out=z, where=~positive)
+        return z
+
     def backward(self, z, a, grad):
         return grad * a * (1.0 - a)
 
@@ -28,6 +35,9 @@ class Tanh(Activation):
 
     def forward(self, z):
         return np.tanh(z)
+
+    def forward_inplace(self, z):
+        return np.tanh(z, out=z)
 
     def backward(self, z, a, grad):
         return grad * (1.0 - a * a)
@@ -40,6 +50,9 @@ class ReLU(Activation):
     def forward(self, z):
         return np.maximum(z, 0)
 
+    def forward_inplace(self, z):
+        return np.maximum(z, 0, out=z)
+
     def backward(self, z, a, grad):
         return grad * (z > 0)
 
@@ -50,8 +63,13 @@ class Softmax(Activation):
     name = "softmax"
 
     def forward(self, z):
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return self.forward_inplace(z - z.max(axis=1, keepdims=True))
+
+    def forward_inplace(self, z):
+        z -= z.max(axis=1, keepdims=True)  # exp never overflows
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
 
     def backward(self, z, a, grad):
         return a * (grad - (a * grad).sum(axis=1, keepdims=True))

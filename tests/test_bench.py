@@ -1,0 +1,44 @@
+"""The benchmark script runs end to end on a tiny configuration, so it cannot rot.
+
+It proves nothing about speed (that is the benchmark's job, with ratios from one run); it
+checks that every peer runs and that the report, JSON and plot are produced.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_smoke_run(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_mlp.py"), "--synthetic", "1024",
+         "--epochs", "2", "--repeats", "1", "--batch-sizes", "64,256",
+         "--json", str(tmp_path / "bench.json"), "--plot", str(tmp_path / "bench.png")],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    expected = {"nnframe", "floor"}
+    for peer, module in (("torch", "torch"), ("sklearn", "sklearn")):
+        if importlib.util.find_spec(module) is not None:  # `make test` installs both
+            expected.add(peer)
+    for batch_size in ("64", "256"):
+        rows = report["table"][batch_size]
+        assert set(rows) == expected
+        assert rows["nnframe"]["nnframe_over_peer"] == 1.0
+        for peer, row in rows.items():
+            assert row["seconds_per_epoch"] > 0 and row["peak_rss_mb"] > 0
+            if peer != "floor":
+                assert 0 <= row["accuracy"] <= 100
+        assert rows["nnframe"]["infer"] > 0 and rows["nnframe"]["infer_floor"] > 0
+    assert "nnframe/peer" in result.stdout and "GEMM floor" in result.stdout
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_test_environment_has_the_peers():
+    # make test installs them so the smoke run exercises every peer's code path.
+    for module in ("torch", "sklearn"):
+        assert importlib.util.find_spec(module) is not None, f"{module} is not installed"
