@@ -296,18 +296,21 @@ class NeuralNetwork:
         total_loss = 0.0
         correct = 0
         batch, xb, yb = 0, x[:0], y[:0]
+        # Targets and class ids are small: shuffle them once per epoch and slice per batch.
+        # The inputs are large, so each batch gathers only its own rows.
+        y_epoch, ids_epoch = y[order], ids[order]
         try:
             for batch in range(num_batches):
-                index = order[batch * batch_size:(batch + 1) * batch_size]
-                xb, yb = x[index], y[index]
+                start, stop = batch * batch_size, (batch + 1) * batch_size
+                xb, yb = x[order[start:stop]], y_epoch[start:stop]
                 out = self._forward(xb)
                 loss = self._loss.loss(out, yb)
                 if not math.isfinite(loss):
                     self._diverged(epoch, batch + 1, num_batches, learning_rate, snapshot,
                                    f"the loss became {loss}")
                 self._backward(yb, learning_rate)
-                total_loss += loss * len(index)
-                correct += int(np.count_nonzero(ops.argmax_rows(out) == ids[index]))
+                total_loss += loss * len(yb)
+                correct += int(np.count_nonzero(ops.argmax_rows(out) == ids_epoch[start:stop]))
                 if callback is not None:
                     seen = min((batch + 1) * batch_size, n)
                     callback(TrainingState(epoch, num_epochs, batch + 1, num_batches,
