@@ -156,10 +156,8 @@ class NeuralNetwork:
             weights = layer.weights_for_layer
             if i:  # propagate before this layer's weights change
                 grad_a = delta @ weights.T
-            # The learning rate goes into the small (batch x units) delta, so the large
-            # weight matrix is touched once, by the update itself.
-            step = delta * learning_rate
-            ops.weight_step(layer.activations, step, weights, layer.bias_for_layer)
+            ops.weight_step(layer.activations, delta, learning_rate, weights,
+                            layer.bias_for_layer)
             if i:
                 delta = layer.activation_function.backward(layer.pre_activations,
                                                            layer.activations, grad_a)

@@ -29,18 +29,17 @@ def affine(a: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return z
 
 
-def weight_step(a: np.ndarray, step: np.ndarray, weights: np.ndarray,
+def weight_step(a: np.ndarray, delta: np.ndarray, learning_rate: float, weights: np.ndarray,
                 bias: np.ndarray) -> None:
-    """Gradient descent on one layer: ``W -= a.T @ step`` and ``b -= sum(step)``, where
-    ``step`` is the delta already scaled by the learning rate.
+    """Gradient descent on one layer: ``W -= lr * a.T @ delta`` and ``b -= lr * sum(delta)``.
 
     With NumPy's own BLAS reachable (see :mod:`nnframe._blas`) the update is folded into the
-    matrix product (``gemm`` with ``beta=1``), so the weights are read and written once;
-    otherwise NumPy computes the product and subtracts it.
+    matrix product (``gemm`` with ``alpha=-lr, beta=1``), so the weights are read and written
+    once and no gradient array is allocated; otherwise NumPy computes and subtracts it.
     """
-    if not _blas.gemm_update(a, step, weights):
-        weights -= a.T @ step
-    bias -= np.add.reduce(step, axis=0, keepdims=True)
+    if not _blas.gemm_update(a, delta, weights, learning_rate):
+        weights -= (a.T @ delta) * learning_rate
+    bias -= np.add.reduce(delta, axis=0, keepdims=True) * learning_rate
 
 
 def argmax_rows(a: np.ndarray) -> np.ndarray:
