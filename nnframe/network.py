@@ -86,10 +86,11 @@ class NeuralNetwork:
         rng = np.random.default_rng(_validation.seed(seed))
         self.layers = [
             Layer(self.num_nodes[i], self.num_nodes[i + 1], activations[i],
-                  init=getattr(activations[i + 1], "init", "glorot"), dtype=dtype, rng=rng)
+                  init=getattr(activations[i + 1], "init", "glorot"), dtype=self.dtype,
+                  rng=rng)
             for i in range(self.num_layers - 1)
         ]
-        self.layers.append(Layer(self.num_nodes[-1], 0, activations[-1], dtype=dtype))
+        self.layers.append(Layer(self.num_nodes[-1], 0, activations[-1], dtype=self.dtype))
         self.learning_rate: float | None = None
         self.error: float | None = None
         self.history: dict[str, list[float]] = {}
@@ -172,11 +173,19 @@ class NeuralNetwork:
         except NNFrameError:
             raise
         except Exception as exc:
-            culprit = self._find_faulty_plugin(x, targets)
-            if culprit is None:
-                raise
-            raise PluginRuntimeError(f"{context} failed: {culprit}. Run `nnframe plugins "
-                                     "--check` to test installed plugins.") from exc
+            self._blame_plugin(exc, x, targets, f"{context} failed")
+
+    def _blame_plugin(self, exc: Exception, x, targets, context: str, note: str = "",
+                      before_raise: Callable[[], None] | None = None) -> None:
+        """Re-raise ``exc`` as a PluginRuntimeError naming the plugin that broke the
+        contract on ``x``, or unchanged when no plugin is at fault."""
+        culprit = self._find_faulty_plugin(x, targets)
+        if culprit is None:
+            raise exc
+        if before_raise is not None:
+            before_raise()
+        raise PluginRuntimeError(f"{context}: {culprit}.{note} Run `nnframe plugins --check` "
+                                 "to test installed plugins.") from exc
 
     def forward_pass(self, inputs) -> np.ndarray:
         """Run ``inputs`` (samples x features) through the network; return the outputs."""
@@ -316,14 +325,10 @@ class NeuralNetwork:
         except NNFrameError:
             raise
         except Exception as exc:
-            culprit = self._find_faulty_plugin(xb, yb)
-            if culprit is None:
-                raise
-            self._restore(snapshot)
-            raise PluginRuntimeError(
-                f"training stopped at epoch {epoch}, batch {batch + 1} of {num_batches}: "
-                f"{culprit}. The weights are restored to the start of epoch {epoch}; run "
-                "`nnframe plugins --check` to test installed plugins.") from exc
+            self._blame_plugin(
+                exc, xb, yb, f"training stopped at epoch {epoch}, batch {batch + 1} of "
+                f"{num_batches}", f" The weights are restored to the start of epoch {epoch}.",
+                before_raise=lambda: self._restore(snapshot))
         if not ops.all_finite(*self.parameters()):
             self._diverged(epoch, num_batches, num_batches, learning_rate, snapshot,
                            "the weights became non-finite")
