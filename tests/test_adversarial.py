@@ -8,6 +8,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import traceback
@@ -411,23 +412,28 @@ def table():
             ("calculate_error", f"labels {case}", lambda y=y: _stepped().calculate_error(y)),
             ("back_pass", f"labels {case}", lambda y=y: _stepped().back_pass(y, 0.1)),
         ]
-    for case, path in {"no .pkl suffix": "model.h5", "not a path": 42,
-                       "missing": "/nonexistent/model.pkl", "a directory": "/tmp/.pkl"}.items():
-        rows.append(("load", case, lambda path=path: nnframe.load(path)))
+    for case, path in {"no .pkl suffix": lambda: "model.h5", "not a path": lambda: 42,
+                       "missing": lambda: "/nonexistent/model.pkl",
+                       "a directory": _directory_named_pkl}.items():
+        rows.append(("load", case, lambda path=path: nnframe.load(path())))
         rows.append(("predict", f"model {case}",
-                     lambda path=path: network().predict(path, GOOD_X)))
+                     lambda path=path: network().predict(path(), GOOD_X)))
     return rows
+
+
+_SCRATCH = tempfile.TemporaryDirectory()  # removed when the test process exits
+
+
+def _directory_named_pkl() -> str:
+    path = os.path.join(_SCRATCH.name, "model.pkl")
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def _stepped():
     net = network()
     net.forward_pass(GOOD_X)
     return net
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _directory_named_pkl():
-    os.makedirs("/tmp/.pkl", exist_ok=True)
 
 
 @pytest.mark.parametrize("entry, case, call", table(),
