@@ -31,23 +31,27 @@ def _load() -> None:
     _state["ready"] = True
     if os.environ.get("NNFRAME_NO_BLAS", "").strip() in {"1", "true", "yes"}:
         return
-    int64 = ctypes.c_int64
+    # Symbol names, with the integer type their library was built with: NumPy's wheels ship
+    # a 64-bit-integer OpenBLAS with prefixed symbols; older ones used the "64_" suffix only;
+    # a 32-bit-integer build has plain names.
+    variants = (("scipy_cblas_{}gemm64_", ctypes.c_int64), ("cblas_{}gemm64_", ctypes.c_int64),
+                ("scipy_cblas_{}gemm", ctypes.c_int))
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for prefix in ("scipy_cblas_", "cblas_"):  # ILP64 builds: 64-bit integers
+        for pattern, integer in variants:
             found = {}
             for letter, scalar, dtype in (("s", ctypes.c_float, np.float32),
                                           ("d", ctypes.c_double, np.float64)):
-                fn = getattr(lib, f"{prefix}{letter}gemm64_", None)
+                fn = getattr(lib, pattern.format(letter), None)
                 if fn is None:
                     break
                 fn.restype = None
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int64, int64, int64,
-                               scalar, ctypes.c_void_p, int64, ctypes.c_void_p, int64, scalar,
-                               ctypes.c_void_p, int64]
+                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer,
+                               integer, scalar, ctypes.c_void_p, integer, ctypes.c_void_p,
+                               integer, scalar, ctypes.c_void_p, integer]
                 found[np.dtype(dtype)] = fn
             if len(found) == 2 and _self_test(found):
                 _gemm.update(found)
