@@ -333,3 +333,15 @@ def test_the_blas_shortcut_is_found_on_a_numpy_wheel():
     from nnframe import _blas
 
     assert _blas.available()
+
+
+def test_verbose_prints_one_line_per_epoch_to_stderr_and_nothing_otherwise(capsys):
+    x, ids = blobs(n=30)
+    net = NeuralNetwork(3, [2, 4, 3], [None, "tanh", "softmax"], "cross_entropy", seed=0)
+    net.train(10, x, ids, 2, 0.1)
+    assert capsys.readouterr() == ("", "")  # a library does not print unless asked
+    net.train(10, x, ids, 3, 0.1, verbose=True, validation_data=(x, ids))
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 3
+    assert lines[0].startswith("epoch 1/3 loss=") and "val_accuracy=" in lines[0]
