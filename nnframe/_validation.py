@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import ops
 from .errors import InputError
 
 
@@ -145,14 +146,10 @@ def labels(data, num_samples: int, num_outputs: int, dtype, *, name: str = "labe
                              f"has {num_classes} classes (0 to {num_classes - 1}); negative "
                              "ids are never wrapped around.")
         ids = array.astype(np.int64)
-        from .ops import one_hot
-
-        return one_hot(ids, num_outputs, dtype), ids
+        return ops.one_hot(ids, num_outputs, dtype), ids
     if array.shape[1] != num_outputs:
         raise InputError(f"{name} has {array.shape[1]} columns but the network has "
                          f"{num_outputs} output nodes; pass one-hot rows of width "
                          f"{num_outputs} or 1-D class ids.")
     targets = np.ascontiguousarray(array, dtype=dtype)
-    from .ops import argmax_rows
-
-    return targets, argmax_rows(targets)
+    return targets, ops.argmax_rows(targets)

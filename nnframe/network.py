@@ -463,16 +463,10 @@ class _ShapeBreach(Exception):
 
 
 def _provider_of(obj) -> str:
-    from .registry import get_registry
+    from .registry import provider_of
 
-    try:
-        kind = "cost" if isinstance(obj, Cost) else "activation"
-        entry = get_registry().lookup(kind, obj.name)
-    except NNFrameError:
-        return "not an installed plugin"
-    if type(entry.obj) is not type(obj):
-        return "not an installed plugin"
-    return f"{entry.provider.distribution} {entry.provider.version}"
+    provider = provider_of(obj)
+    return f"{provider.distribution} {provider.version}" if provider else "not an installed plugin"
 
 
 def _percent(predicted: np.ndarray, ids: np.ndarray) -> float:

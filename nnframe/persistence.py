@@ -55,16 +55,13 @@ _TRUST_HINT = ("nnframe model files hold only plain data, so this file was not w
 
 
 # -- saving ------------------------------------------------------------------------------
-def _plugin_record(obj: Activation | Cost, kind: str) -> dict:
-    from .registry import get_registry
+def _plugin_record(obj: Activation | Cost) -> dict:
+    from .registry import provider_of
 
-    try:
-        entry = get_registry().lookup(kind, obj.name)
-    except Exception:
-        entry = None
-    if entry is not None and type(entry.obj) is type(obj):
-        return {"name": obj.name, "distribution": entry.provider.distribution,
-                "version": entry.provider.version, "embedded": None}
+    provider = provider_of(obj)
+    if provider is not None:
+        return {"name": obj.name, "distribution": provider.distribution,
+                "version": provider.version, "embedded": None}
     # Not provided by an installed plugin (for example defined in the user's session):
     # embed it by value; loading it then needs trusted=True.
     return {"name": obj.name, "distribution": None, "version": None,
@@ -86,9 +83,9 @@ def to_payload(network) -> dict:
         "nnframe_version": __version__,
         "num_nodes": list(network.num_nodes),
         "dtype": dtype,
-        "activations": [None] + [_plugin_record(layer.activation_function, "activation")
+        "activations": [None] + [_plugin_record(layer.activation_function)
                                  for layer in network.layers[1:]],
-        "cost": _plugin_record(network.cost, "cost"),
+        "cost": _plugin_record(network.cost),
         "weights": [_array_record(layer.weights_for_layer, dtype)
                     for layer in network.layers[:-1]],
         "biases": [_array_record(layer.bias_for_layer, dtype) for layer in network.layers[:-1]],

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .base import Activation, Cost
-from .errors import DuplicateNameError, PluginContractError, UnknownNameError
+from .errors import DuplicateNameError, NNFrameError, PluginContractError, UnknownNameError
 from .plugins import PluginFailure, PluginHost, Provider
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -181,6 +181,17 @@ def reload_plugins() -> Registry:
     with _lock:
         _registry = None
     return get_registry()
+
+
+def provider_of(obj: Activation | Cost) -> Provider | None:
+    """The installed plugin that provides ``obj`` (an object of the registered class under
+    its name), or None for objects defined elsewhere, e.g. in the user's own session."""
+    kind = "cost" if isinstance(obj, Cost) else "activation"
+    try:
+        entry = get_registry().lookup(kind, obj.name)
+    except (NNFrameError, AttributeError):
+        return None
+    return entry.provider if type(entry.obj) is type(obj) else None
 
 
 def activation_entry(name: str) -> Entry:

@@ -239,20 +239,13 @@ def test_the_pytest_plugin_reports_each_check_as_an_item(make_plugin, tmp_path):
 
 
 def test_plugins_check_command(make_plugin):
-    import os
-    import subprocess
-    import sysconfig
-    from pathlib import Path
+    from test_cli import nnframe_cli
 
-    exe = Path(sysconfig.get_path("scripts")) / "nnframe"
-    result = subprocess.run([str(exe), "plugins", "--check"], capture_output=True, text=True,
-                            timeout=300)
+    result = nnframe_cli("plugins", "--check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gelu" in result.stdout and "all checks passed" in result.stdout
     make_plugin("nnframe-badtanh", BROKEN_PLUGIN)
-    env = {**os.environ, "PYTHONPATH": str(make_plugin.site)}
-    result = subprocess.run([str(exe), "plugins", "--check"], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = nnframe_cli("plugins", "--check", env={"PYTHONPATH": str(make_plugin.site)})
     assert result.returncode == 1
     line = next(x for x in result.stdout.splitlines() if "bad_tanh" in x)
     assert "FAIL" in line and "backward_matches_finite_differences" in line

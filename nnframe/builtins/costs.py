@@ -11,19 +11,28 @@ import numpy as np
 from ..base import Cost
 from ..hookspecs import hookimpl
 
-_TINY = {np.dtype(t): np.finfo(t).tiny for t in (np.float16, np.float32, np.float64)}
+_LIMITS = {np.dtype(t): (np.finfo(t).tiny, 1.0 - np.finfo(t).epsneg)
+           for t in (np.float16, np.float32, np.float64)}
+
+
+def _limits(dtype) -> tuple[float, float]:
+    """The smallest positive normal number and the largest number below 1 (np.finfo is slow
+    enough per call to show in a training loop, so the common dtypes are cached)."""
+    limits = _LIMITS.get(dtype)
+    if limits is None:
+        info = np.finfo(dtype)
+        limits = (info.tiny, 1.0 - info.epsneg)
+    return limits
 
 
 def _tiny(dtype):
-    """The smallest positive normal number of ``dtype`` (np.finfo is slow per call)."""
-    tiny = _TINY.get(dtype)
-    return np.finfo(dtype).tiny if tiny is None else tiny
+    return _limits(dtype)[0]
 
 
 def _clip_probabilities(a):
     """Keep probabilities inside (0, 1) so no log or division sees 0 (no inf, no NaN)."""
-    info = np.finfo(a.dtype)
-    return np.clip(a, info.tiny, 1.0 - info.epsneg)
+    low, high = _limits(a.dtype)
+    return np.clip(a, low, high)
 
 
 class MeanSquared(Cost):
