@@ -164,28 +164,37 @@ def run_sklearn(args, x, y, xt, yt):
     import warnings
 
     import sklearn
+    import sklearn.neural_network._multilayer_perceptron as mlp_module
     from sklearn.neural_network import MLPClassifier
 
     model = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], activation="relu", solver="sgd",
                           learning_rate="constant", learning_rate_init=LEARNING_RATE,
                           momentum=0.0, nesterovs_momentum=False, alpha=0.0,
                           batch_size=args.batch_size, shuffle=True, random_state=args.seed)
-    # Start from nnframe's initial weights (sklearn's own shuffling is kept).
+    # Start from nnframe's initial weights...
     start_values = iter(initial_parameters(args.seed))
     model._init_coef = lambda fan_in, fan_out, dtype: tuple(
         v.astype(dtype) for v in next(start_values))
+    # ...and see the same batches: sklearn shuffles an index array once per epoch and gathers
+    # each batch's rows from it; it is handed nnframe's permutation instead (same cost).
+    rng = np.random.default_rng(args.seed)
+    epoch_order = {}
+    same_batches = hasattr(mlp_module, "shuffle")
+    if same_batches:
+        mlp_module.shuffle = lambda index, random_state=None: index[epoch_order["now"]]
     classes = np.arange(10)
     epochs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for _ in range(args.epochs):
             start = time.perf_counter()
+            epoch_order["now"] = rng.permutation(len(x))
             model.partial_fit(x, y, classes=classes)  # one epoch of mini-batch SGD
             epochs.append(time.perf_counter() - start)
     accuracy = float(100.0 * np.mean(model.predict(xt) == yt))
     infer = median_time(lambda: model.predict(xt))
     return {"epochs": epochs, "accuracy": accuracy, "infer": infer,
-            "version": sklearn.__version__}
+            "version": sklearn.__version__ + ("" if same_batches else " (own shuffling)")}
 
 
 WORKERS = {"nnframe": run_nnframe, "floor": run_floor, "torch": run_torch,
