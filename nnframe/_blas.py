@@ -1,5 +1,6 @@
-"""An optional shortcut to the BLAS that NumPy itself ships, for one operation NumPy lacks:
-``W -= scale * a.T @ step`` as a single ``gemm`` call with ``beta=1``.
+"""Optional shortcuts to the BLAS that NumPy itself ships, for two things NumPy lacks:
+``W -= scale * a.T @ step`` as a single ``gemm`` call with ``beta=1``, and control of
+the number of BLAS threads (used by :mod:`nnframe._parallel`).
 
 Folding the weight update into the matrix product saves a full pass over every weight
 matrix per batch (about 50 ms per MNIST epoch at batch size 64). Everything here is
@@ -18,7 +19,7 @@ import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _gemm: dict = {}
-_state = {"ready": False}
+_state: dict = {"ready": False, "threads": None}
 
 
 def _candidates():
@@ -55,7 +56,22 @@ def _load() -> None:
                 found[np.dtype(dtype)] = fn
             if len(found) == 2 and _self_test(found):
                 _gemm.update(found)
+                _state["threads"] = _thread_control(lib)
                 return
+
+
+def _thread_control(lib):
+    """The library's get/set pair for its number of threads (a process-wide setting)."""
+    for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("scipy_openblas", ""),
+                           ("openblas", "")):
+        get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+        put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+        if get is not None and put is not None:
+            get.restype, get.argtypes = ctypes.c_int, []
+            put.restype, put.argtypes = None, [ctypes.c_int]
+            if get() >= 1:
+                return get, put
+    return None
 
 
 def _self_test(found) -> bool:
@@ -97,3 +113,22 @@ def available() -> bool:
     if not _state["ready"]:
         _load()
     return bool(_gemm)
+
+
+def set_threads(count: int) -> int | None:
+    """Set the number of threads of NumPy's BLAS (process-wide); return the previous number,
+    or None (nothing changed) when that BLAS offers no control."""
+    if not _state["ready"]:
+        _load()
+    if _state["threads"] is None:
+        return None
+    get, put = _state["threads"]
+    previous = int(get())
+    put(int(count))
+    return previous
+
+
+def can_limit_threads() -> bool:
+    if not _state["ready"]:
+        _load()
+    return _state["threads"] is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ops
+from . import _parallel, ops
 from .errors import InputError
 
 
@@ -115,11 +115,15 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
 def _all_finite(array: np.ndarray) -> bool:
     """True when every value is finite. A sum is one fast pass with no temporary array; it
     is non-finite whenever any value is (or, rarely, when finite values overflow it, which
-    the exact check then settles)."""
+    the exact check then settles). Large arrays are summed in row blocks on all cores."""
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.add.reduce(array, axis=None)):
+        if all(_parallel.map_rows(_sum_is_finite, array)):
             return True
     return bool(np.isfinite(array).all())
+
+
+def _sum_is_finite(rows: np.ndarray) -> bool:
+    return bool(np.isfinite(np.add.reduce(rows, axis=None)))
 
 
 def labels(data, num_samples: int, num_outputs: int, dtype, *, name: str = "labels"):

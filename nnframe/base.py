@@ -2,7 +2,8 @@
 
 Shapes: ``z`` and ``a`` are ``(batch, units)`` arrays; ``y`` is ``(batch, outputs)`` one-hot
 (or any probability rows). Dtypes: float32 or float64; results keep the input dtype. Objects
-are shared by every network that uses them, so they must be stateless.
+are shared by every network that uses them, and large inputs are processed as row blocks in
+parallel threads, so they must be stateless.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _validation, ops
+from . import _parallel, _validation, ops
 from .base import Activation, Cost
 from .errors import InputError, NNFrameError, PluginRuntimeError, TrainingDivergedError
 from .layer import Layer, resolve_activation
@@ -127,17 +127,28 @@ class NeuralNetwork:
                 raise _ShapeBreach(nxt.activation_function)  # NumPy would broadcast silently
         return layers[-1].activations
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        """Forward pass that leaves the layers' stored activations alone."""
+    def _infer(self, x: np.ndarray, *, classes: bool = False) -> np.ndarray:
+        """Forward pass that leaves the layers' stored activations alone: the outputs, or
+        with ``classes=True`` the class id per row. Large inputs run in row blocks on all
+        cores (see :mod:`nnframe._parallel`)."""
+        rows = self._infer_classes if classes else self._infer_rows
         outputs = []
         for start in range(0, len(x), INFERENCE_CHUNK):
-            a = x[start:start + INFERENCE_CHUNK]
-            for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
-                # z is a temporary here, so the activation may overwrite it
-                a = nxt.activation_function.forward_inplace(
-                    ops.affine(a, layer.weights_for_layer, layer.bias_for_layer))
-            outputs.append(a)
+            outputs += _parallel.map_rows(rows, x[start:start + INFERENCE_CHUNK])
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _infer_rows(self, a: np.ndarray) -> np.ndarray:
+        for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
+            # z is a temporary here, so the activation may overwrite it
+            a = nxt.activation_function.forward_inplace(
+                ops.affine(a, layer.weights_for_layer, layer.bias_for_layer))
+        return a
+
+    def _infer_classes(self, a: np.ndarray) -> np.ndarray:
+        return ops.argmax_rows(self._infer_rows(a))
+
+    def _classes_of(self, x: np.ndarray) -> np.ndarray:
+        return self._infer(x, classes=True)
 
     def _output_delta(self, targets: np.ndarray) -> np.ndarray:
         out = self.layers[-1]
@@ -422,14 +433,14 @@ class NeuralNetwork:
         net = self._network_for(filename)
         x, was_1d = _validation.inputs(input, net.num_nodes[0], net.dtype, name="input",
                                        allow_1d=True)
-        rows = ops.one_hot(ops.argmax_rows(net._guarded("predict", x, None, net._infer, x)),
+        rows = ops.one_hot(net._guarded("predict", x, None, net._classes_of, x),
                            net.num_nodes[-1], net.dtype)
         return rows[0] if was_1d else rows
 
     def predict_classes(self, inputs) -> np.ndarray:
         """Class ids (int64) for ``inputs``, using this network."""
         x, was_1d = _validation.inputs(inputs, self.num_nodes[0], self.dtype, allow_1d=True)
-        ids = ops.argmax_rows(self._guarded("predict_classes", x, None, self._infer, x))
+        ids = self._guarded("predict_classes", x, None, self._classes_of, x)
         return ids[0] if was_1d else ids
 
     def check_accuracy(self, filename, inputs, labels) -> float:
@@ -437,8 +448,7 @@ class NeuralNetwork:
         net = self._network_for(filename)
         x, _ = _validation.inputs(inputs, net.num_nodes[0], net.dtype)
         _, ids = _validation.labels(labels, len(x), net.num_nodes[-1], net.dtype)
-        return _percent(ops.argmax_rows(net._guarded("check_accuracy", x, None, net._infer, x)),
-                        ids)
+        return _percent(net._guarded("check_accuracy", x, None, net._classes_of, x), ids)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -13,6 +13,7 @@ every check as its own test item::
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -163,6 +164,44 @@ def _activation_rows_independent(obj: Activation) -> None:
                              "the batch")
 
 
+def _activation_thread_safe(obj: Activation) -> None:
+    # Large inputs are split into row blocks that run in parallel threads, so calls must not
+    # share state: an earlier result must survive a later call, and concurrent calls on
+    # different data must give what the same calls give one after the other.
+    batches = [_batch(seed, np.float32, shape=(2048, 16)) for seed in (11, 12)]
+    serial = [_call(obj, "forward(z)", obj.forward, z) for z in batches]
+    first = serial[0].copy()
+    _call(obj, "forward(z)", obj.forward, batches[1])
+    _call(obj, "forward_inplace(z)", obj.forward_inplace, batches[1].copy())
+    if not np.array_equal(serial[0], first) or np.shares_memory(serial[0], serial[1]):
+        raise _fail(obj, "a later forward call changed the array an earlier call returned; "
+                         "return a new array from every call (no buffers kept on self)")
+    serial = [_call(obj, "forward_inplace(z)", obj.forward_inplace, z.copy()) for z in batches]
+    results: list = [None, None]
+
+    def run(k: int) -> None:
+        try:
+            for _ in range(20):
+                out = obj.forward_inplace(batches[k].copy())
+                if not np.array_equal(out, serial[k]):
+                    results[k] = "differs"
+                    return
+            results[k] = "ok"
+        except Exception as exc:  # reported below, naming the plugin
+            results[k] = f"raised {type(exc).__name__}: {exc}"
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for outcome in results:
+        if outcome != "ok":
+            raise _fail(obj, f"forward_inplace called from two threads at once {outcome} "
+                             "(compared with the same calls one after the other); keep "
+                             "no mutable state between calls")
+
+
 def _activation_finite_at_extremes(obj: Activation) -> None:
     for dtype in DTYPES:
         z = np.array([[-EXTREME, -1.0, 0.0, 1.0, EXTREME],
@@ -221,6 +260,8 @@ ACTIVATION_CHECKS: tuple[Check, ...] = (
           "forward and backward never modify z, a or grad in place"),
     Check("rows_independent", "activation", _activation_rows_independent,
           "vectorised over the batch: a row gives the same result alone or in a batch"),
+    Check("thread_safe", "activation", _activation_thread_safe,
+          "no state shared between calls: safe on row blocks in parallel threads"),
     Check("finite_at_extremes", "activation", _activation_finite_at_extremes,
           f"finite results and no warnings for inputs of ±{EXTREME:g}"),
     Check("backward_matches_finite_differences", "activation", _activation_gradient,

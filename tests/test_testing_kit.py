@@ -79,6 +79,16 @@ class WrongInplace(Tanh):
         return np.tanh(z, out=z) * 0.5
 
 
+class KeepsBuffer(Tanh):
+    """Reuses one output array across calls: breaks parallel row blocks."""
+
+    def forward(self, z):
+        out = getattr(self, "out", None)
+        if out is None or out.shape != z.shape or out.dtype != z.dtype:
+            self.out = np.empty_like(z)
+        return np.tanh(z, out=self.out)
+
+
 class BadName(Tanh):
     name = "My Tanh"
 
@@ -144,6 +154,7 @@ def test_correct_objects_pass():
     (MixesRows(), ["row 0 alone differs"]),
     (Unpicklable(), ["dill round trip"]),
     (WrongInplace(), ["forward_inplace(z) differs from forward(z)"]),
+    (KeepsBuffer(), ["a later forward call changed the array an earlier call returned"]),
     (BadName(), ["lowercase snake_case"]),
     (object(), ["not a subclass instance of nnframe.Activation"]),
 ])

@@ -1,0 +1,104 @@
+"""Row-parallel inference: large batches are split into row blocks, one per core.
+
+NumPy's BLAS already spreads each matrix product over the cores, but the element-wise work
+between the products (bias, activation, the finiteness check) runs on one core. For a big
+batch (``predict`` over 10,000 images) every block instead runs the whole pass on its own
+core, with BLAS limited to one thread meanwhile, so the element-wise work is parallel too.
+Small batches (training's) are not split: handing work to a thread costs more than it saves
+there, and NumPy's small operations contend for the GIL.
+
+The BLAS thread count is process-wide, so while a split pass runs, BLAS calls from other
+threads of the program also use one thread (they stay correct, only slower); the count is
+restored when the last split pass ends. This needs the thread control of NumPy's own
+OpenBLAS (:func:`nnframe._blas.set_threads`); without it (another BLAS,
+``NNFRAME_NO_BLAS=1``) or with ``NNFRAME_NUM_THREADS=1`` everything runs in the calling
+thread, with the same results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import _blas
+
+MIN_BLOCK_ROWS = 2048  # below this many rows per block, one thread is faster
+MAX_THREADS = 8
+
+_pool: dict = {"executor": None, "size": 0, "pid": None}
+_blas_limit: dict = {"depth": 0, "previous": None}
+_lock = threading.Lock()
+
+
+def num_threads() -> int:
+    """Threads a large inference pass may use: ``$NNFRAME_NUM_THREADS`` or the usable cores."""
+    configured = os.environ.get("NNFRAME_NUM_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return min(int(configured), MAX_THREADS)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_THREADS))
+
+
+def blocks_for(rows: int) -> int:
+    """How many row blocks a pass over ``rows`` rows is split into (1: not split)."""
+    count = min(num_threads(), rows // MIN_BLOCK_ROWS)
+    return count if count >= 2 and _blas.can_limit_threads() else 1
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """BLAS on one thread for as long as any split pass runs (nested and concurrent ones
+    included); then the previous thread count again."""
+    with _lock:
+        if _blas_limit["depth"] == 0:
+            _blas_limit["previous"] = _blas.set_threads(1)
+        _blas_limit["depth"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _blas_limit["depth"] -= 1
+            if _blas_limit["depth"] == 0 and _blas_limit["previous"] is not None:
+                _blas.set_threads(_blas_limit["previous"])
+def _executor(workers: int) -> ThreadPoolExecutor:
+    with _lock:
+        # a forked child inherits the executor object but not its threads: make a new one
+        if (_pool["executor"] is None or _pool["size"] < workers
+                or _pool["pid"] != os.getpid()):
+            _pool.update(executor=ThreadPoolExecutor(workers, "nnframe"), size=workers,
+                         pid=os.getpid())
+        return _pool["executor"]
+
+
+def map_rows(fn: Callable[[np.ndarray], object], x: np.ndarray) -> list:
+    """``[fn(block) for block in row blocks of x]``, the blocks run in parallel.
+
+    Each block runs in a copy of the caller's context (so ``np.errstate`` applies there
+    too). Every block has finished when this returns or raises; the first block's error,
+    in row order, is the one raised.
+    """
+    count = blocks_for(len(x))
+    if count == 1:
+        return [fn(x)]
+    edges = np.linspace(0, len(x), count + 1).astype(int)
+    blocks = [x[start:stop] for start, stop in itertools.pairwise(edges)]
+    executor = _executor(count - 1)
+    with _one_blas_thread():
+        futures = [executor.submit(contextvars.copy_context().run, fn, block)
+                   for block in blocks[1:]]
+        try:
+            first = fn(blocks[0])
+        finally:
+            for future in futures:  # never leave a block running on the caller's arrays
+                future.exception()
+    return [first, *(future.result() for future in futures)]

@@ -1,0 +1,165 @@
+"""Large inference passes run as row blocks on all cores, with the same results as one pass.
+
+The speed-up itself is measured by bench/bench_mlp.py; these tests prove the mechanism is
+used, exact, restores the process-wide BLAS thread count, and behaves under errors.
+"""
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import nnframe
+from nnframe import _blas, _parallel
+
+ROWS = 3 * _parallel.MIN_BLOCK_ROWS + 17  # three blocks with NNFRAME_NUM_THREADS=3
+
+
+@pytest.fixture
+def three_threads(monkeypatch):
+    monkeypatch.setenv("NNFRAME_NUM_THREADS", "3")
+
+
+def blas_threads() -> int:
+    previous = _blas.set_threads(1)
+    _blas.set_threads(previous)
+    return previous
+
+
+def data(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((ROWS, 12), dtype=np.float32), rng.integers(0, 4, ROWS)
+
+
+def network():
+    return nnframe.NeuralNetwork(4, [12, 32, 16, 4], [None, "relu", "tanh", "softmax"],
+                                 "cross_entropy", seed=0)
+
+
+def test_numpys_blas_lets_nnframe_limit_its_threads():
+    # The wheels nnframe supports ship OpenBLAS; without this control inference would
+    # silently stay on one core.
+    assert _blas.can_limit_threads()
+
+
+def test_large_inputs_are_split_into_blocks_in_other_threads(three_threads, monkeypatch):
+    net = network()
+    seen = []
+    infer_rows = net._infer_rows
+
+    def spy(a):
+        seen.append((len(a), threading.current_thread().name))
+        return infer_rows(a)
+
+    monkeypatch.setattr(net, "_infer_rows", spy)
+    x, _ = data()
+    net.forward_pass(x[:5])  # small: not split
+    net._infer(x)
+    sizes = [n for n, _ in seen]
+    assert len(sizes) == 3 and sum(sizes) == ROWS and max(sizes) - min(sizes) <= 1
+    assert {name for _, name in seen} - {threading.current_thread().name}  # workers helped
+
+
+def test_blocked_results_equal_one_pass(three_threads, monkeypatch):
+    net = network()
+    x, ids = data()
+    net.train(256, x, ids, 1, 0.1, seed=0)
+    blocked = (net._infer(x), net.predict(None, x), net.predict_classes(x),
+               net.check_accuracy(None, x, ids))
+    monkeypatch.setenv("NNFRAME_NUM_THREADS", "1")
+    assert _parallel.blocks_for(ROWS) == 1
+    single = (net._infer(x), net.predict(None, x), net.predict_classes(x),
+              net.check_accuracy(None, x, ids))
+    np.testing.assert_allclose(blocked[0], single[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(blocked[1], single[1])
+    np.testing.assert_array_equal(blocked[2], single[2])
+    assert blocked[3] == single[3]
+
+
+def test_blas_thread_count_is_restored_after_success_and_error(three_threads):
+    before = blas_threads()
+    x, _ = data()
+    inside = []
+
+    def fn(block):
+        inside.append(blas_threads())
+        if len(inside) == 3:
+            raise ValueError("block failed")
+        return len(block)
+
+    with pytest.raises(ValueError, match="block failed"):
+        _parallel.map_rows(fn, x)
+    assert inside == [1, 1, 1]
+    assert blas_threads() == before
+    assert sum(_parallel.map_rows(len, x)) == ROWS
+    assert blas_threads() == before
+
+
+def test_concurrent_callers_leave_the_thread_count_as_it_was(three_threads):
+    before = blas_threads()
+    net = network()
+    x, _ = data()
+    expected = net.predict_classes(x)
+    errors = []
+
+    def call():
+        try:
+            for _ in range(5):
+                np.testing.assert_array_equal(net.predict_classes(x), expected)
+        except Exception as exc:  # collected: the main thread reports it
+            errors.append(exc)
+
+    callers = [threading.Thread(target=call) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert errors == []
+    assert blas_threads() == before
+
+
+def test_worker_blocks_run_under_the_callers_errstate(three_threads):
+    x = np.full((ROWS, 3), 100.0, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="ignore"):
+            results = _parallel.map_rows(lambda b: np.exp(b * np.float32(10)), x)
+        with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+            _parallel.map_rows(lambda b: np.exp(b * np.float32(10)), x)
+    assert all(np.isinf(r).all() for r in results)
+
+
+def test_a_plugin_failing_in_a_worker_block_is_named(three_threads):
+    class FailsOnLargeBlocks(nnframe.Activation):
+        name = "fails_late"
+
+        def forward(self, z):
+            if (z > 100).any():  # only rows of the worker blocks have such values
+                raise RuntimeError("boom")
+            return np.tanh(z)
+
+        def backward(self, z, a, grad):
+            return grad * (1 - a * a)
+
+    net = nnframe.NeuralNetwork(2, [3, 2], [None, FailsOnLargeBlocks()], "mean_squared",
+                                seed=0)
+    net.layers[0].weights_for_layer[:] = 1
+    x = np.zeros((ROWS, 3), dtype=np.float32)
+    x[ROWS // 3:] = 1000.0
+    with pytest.raises(nnframe.PluginRuntimeError, match="fails_late"):
+        net.predict(None, x)
+
+
+def test_inputs_with_nan_are_still_rejected_in_any_block(three_threads):
+    net = network()
+    x, _ = data()
+    x[-1, 3] = np.nan  # in the last block
+    with pytest.raises(nnframe.InputError, match=f"row {ROWS - 1}, column 3"):
+        net.predict(None, x)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", ""])
+def test_unusable_thread_settings_fall_back_to_the_cores(monkeypatch, value):
+    monkeypatch.setenv("NNFRAME_NUM_THREADS", value)
+    assert 1 <= _parallel.num_threads() <= _parallel.MAX_THREADS
