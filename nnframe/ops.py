@@ -11,6 +11,9 @@ import numpy as np
 from . import _blas
 
 xp = np
+# Below this many weights the saved pass is worth less than the cost of the ctypes call
+# (128 x 10 at batch 256: 12.5 us through ctypes, 8.5 us in NumPy; 256 x 128: 71 vs 83 us).
+FUSED_UPDATE_MIN_SIZE = 8192
 
 
 def init_weights(rng: np.random.Generator, fan_in: int, fan_out: int, scheme: str,
@@ -37,9 +40,11 @@ def weight_step(a: np.ndarray, delta: np.ndarray, learning_rate: float, weights:
     matrix product (``gemm`` with ``alpha=-lr, beta=1``), so the weights are read and written
     once and no gradient array is allocated; otherwise NumPy computes and subtracts it.
     """
-    if not _blas.gemm_update(a, delta, weights, learning_rate):
+    if weights.size < FUSED_UPDATE_MIN_SIZE or not _blas.gemm_update(a, delta, weights,
+                                                                     learning_rate):
         weights -= (a.T @ delta) * learning_rate
-    bias -= np.add.reduce(delta, axis=0, keepdims=True) * learning_rate
+    # column sums as a matrix-vector product: about twice as fast as np.add.reduce here
+    bias -= (np.ones(len(delta), dtype=delta.dtype) @ delta) * learning_rate
 
 
 def argmax_rows(a: np.ndarray) -> np.ndarray:

@@ -309,7 +309,7 @@ def test_divergence_stops_with_epoch_and_batch_and_leaves_the_saved_model(tmp_pa
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_blas_shortcut_and_plain_numpy_give_the_same_training(monkeypatch, dtype):
-    from nnframe import _blas
+    from nnframe import _blas, ops
 
     x, ids = blobs(n=64)
 
@@ -319,7 +319,13 @@ def test_the_blas_shortcut_and_plain_numpy_give_the_same_training(monkeypatch, d
         net.train(8, x, ids, 3, 0.1, seed=1)
         return net.parameters()
 
+    assert _blas.available()  # loaded (and self-tested) before counting calls
+    calls = []
+    blas_call = _blas._call
+    monkeypatch.setattr(_blas, "_call", lambda *args: calls.append(1) or blas_call(*args))
+    monkeypatch.setattr(ops, "FUSED_UPDATE_MIN_SIZE", 0)  # these small layers too
     fast = run()
+    assert len(calls) == 2 * 3 * 8  # two layers, three epochs, eight batches
     monkeypatch.setattr(_blas, "_gemm", {})  # as without a reachable BLAS
     monkeypatch.setitem(_blas._state, "ready", True)
     plain = run()
