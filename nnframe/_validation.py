@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _parallel, ops
-from .errors import InputError
+from .errors import InputError, NNFrameError
 
 
 def positive_int(value, name: str, *, minimum: int = 1) -> int:
@@ -87,8 +87,18 @@ def _check_finite(array: np.ndarray, name: str) -> None:
                          "impute the data first.")
 
 
-def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = False):
-    """Return ``(array, was_1d)``: a 2-D array of ``dtype`` with ``width`` columns."""
+class NonFiniteRows(NNFrameError):
+    """Raised by :func:`require_finite_rows` inside an inference pass; the caller turns it
+    into the InputError of :func:`explain_nonfinite`, which needs the original data."""
+
+
+def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = False,
+           check_finite: bool = True):
+    """Return ``(array, was_1d)``: a 2-D array of ``dtype`` with ``width`` columns.
+
+    ``check_finite=False`` leaves the NaN/infinity check to the caller, for inference, which
+    checks each row block just before using it (:func:`require_finite_rows`).
+    """
     array = _as_real_array(data, name)
     was_1d = array.ndim == 1
     if was_1d and allow_1d:
@@ -105,25 +115,35 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
                          f"network with num_nodes[0] = {array.shape[1]}.")
     with np.errstate(over="ignore"):
         converted = np.ascontiguousarray(array, dtype=dtype)
-    if not _all_finite(converted):
-        _check_finite(array, name)  # NaN or inf in the data itself: say where
-        raise InputError(f"{name} has values too large for {np.dtype(dtype).name} (at most "
-                         f"{np.finfo(dtype).max:.3g}); scale the data first.")
+    if check_finite and not _all_finite(converted):
+        explain_nonfinite(array, name, dtype)
     return converted, was_1d
+
+
+def explain_nonfinite(data, name: str, dtype) -> None:
+    """Raise the InputError for data that is not finite once converted to ``dtype``."""
+    _check_finite(np.asarray(data), name)  # NaN or inf in the data itself: say where
+    raise InputError(f"{name} has values too large for {np.dtype(dtype).name} (at most "
+                     f"{np.finfo(dtype).max:.3g}); scale the data first.")
+
+
+def require_finite_rows(rows: np.ndarray) -> None:
+    if not (sum_is_finite(rows) or np.isfinite(rows).all()):
+        raise NonFiniteRows("inputs are not finite")
 
 
 def _all_finite(array: np.ndarray) -> bool:
     """True when every value is finite. A sum is one fast pass with no temporary array; it
     is non-finite whenever any value is (or, rarely, when finite values overflow it, which
     the exact check then settles). Large arrays are summed in row blocks on all cores."""
+    return all(_parallel.map_rows(sum_is_finite, array)) or bool(np.isfinite(array).all())
+
+
+def sum_is_finite(rows: np.ndarray) -> bool:
+    """True when the sum of ``rows`` is finite, which it is not whenever any value is not
+    (nor, rarely, when finite values overflow it). Quiet either way."""
     with np.errstate(over="ignore", invalid="ignore"):
-        if all(_parallel.map_rows(_sum_is_finite, array)):
-            return True
-    return bool(np.isfinite(array).all())
-
-
-def _sum_is_finite(rows: np.ndarray) -> bool:
-    return bool(np.isfinite(np.add.reduce(rows, axis=None)))
+        return bool(np.isfinite(np.add.reduce(rows, axis=None)))
 
 
 def labels(data, num_samples: int, num_outputs: int, dtype, *, name: str = "labels"):

@@ -127,7 +127,7 @@ class NeuralNetwork:
                 raise _ShapeBreach(nxt.activation_function)  # NumPy would broadcast silently
         return layers[-1].activations
 
-    def _infer(self, x: np.ndarray, *, classes: bool = False) -> np.ndarray:
+    def _infer(self, x: np.ndarray, classes: bool = False) -> np.ndarray:
         """Forward pass that leaves the layers' stored activations alone: the outputs, or
         with ``classes=True`` the class id per row. Large inputs run in row blocks on all
         cores (see :mod:`nnframe._parallel`)."""
@@ -137,18 +137,39 @@ class NeuralNetwork:
             outputs += _parallel.map_rows(rows, x[start:start + INFERENCE_CHUNK])
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
-    def _infer_rows(self, a: np.ndarray) -> np.ndarray:
+    def _infer_rows(self, a: np.ndarray, check_inputs: bool = False) -> np.ndarray:
+        """The outputs for rows ``a``; with ``check_inputs``, NonFiniteRows if any input is
+        NaN or infinite."""
+        x = a
         for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
-            # z is a temporary here, so the activation may overwrite it
-            a = nxt.activation_function.forward_inplace(
-                ops.affine(a, layer.weights_for_layer, layer.bias_for_layer))
+            if check_inputs and x.shape[1] <= layer.weights_for_layer.shape[1]:
+                _validation.require_finite_rows(x)
+                check_inputs = False
+            z = ops.affine(a, layer.weights_for_layer, layer.bias_for_layer)
+            if check_inputs:
+                # A non-finite input makes its whole row of z non-finite (in IEEE arithmetic
+                # inf * w is inf or NaN, and NaN spreads), so the smaller z, still in cache,
+                # is checked; the inputs only if z is not finite, for the exact answer.
+                if not _validation.sum_is_finite(z):
+                    _validation.require_finite_rows(x)
+                check_inputs = False
+            a = nxt.activation_function.forward_inplace(z)  # z is our temporary
         return a
 
     def _infer_classes(self, a: np.ndarray) -> np.ndarray:
-        return ops.argmax_rows(self._infer_rows(a))
+        return ops.argmax_rows(self._infer_rows(a, check_inputs=True))
 
-    def _classes_of(self, x: np.ndarray) -> np.ndarray:
-        return self._infer(x, classes=True)
+    def _unchecked_inputs(self, data, name: str, allow_1d: bool = False):
+        return _validation.inputs(data, self.num_nodes[0], self.dtype, name=name,
+                                  allow_1d=allow_1d, check_finite=False)
+
+    def _classes(self, context: str, x: np.ndarray, data, name: str) -> np.ndarray:
+        """Class ids for ``x`` (``data`` validated but for NaN and infinity), classified in
+        row blocks that each check their rows first: one pass, on every core."""
+        try:
+            return self._guarded(context, x, None, self._infer, x, True)
+        except _validation.NonFiniteRows:
+            _validation.explain_nonfinite(data, name, self.dtype)
 
     def _output_delta(self, targets: np.ndarray) -> np.ndarray:
         out = self.layers[-1]
@@ -431,24 +452,23 @@ class NeuralNetwork:
         ``filename``, or this network when ``filename`` is None. A 1-D sample gives one row.
         """
         net = self._network_for(filename)
-        x, was_1d = _validation.inputs(input, net.num_nodes[0], net.dtype, name="input",
-                                       allow_1d=True)
-        rows = ops.one_hot(net._guarded("predict", x, None, net._classes_of, x),
-                           net.num_nodes[-1], net.dtype)
+        x, was_1d = net._unchecked_inputs(input, "input", allow_1d=True)
+        rows = ops.one_hot(net._classes("predict", x, input, "input"), net.num_nodes[-1],
+                           net.dtype)
         return rows[0] if was_1d else rows
 
     def predict_classes(self, inputs) -> np.ndarray:
         """Class ids (int64) for ``inputs``, using this network."""
-        x, was_1d = _validation.inputs(inputs, self.num_nodes[0], self.dtype, allow_1d=True)
-        ids = self._guarded("predict_classes", x, None, self._classes_of, x)
+        x, was_1d = self._unchecked_inputs(inputs, "inputs", allow_1d=True)
+        ids = self._classes("predict_classes", x, inputs, "inputs")
         return ids[0] if was_1d else ids
 
     def check_accuracy(self, filename, inputs, labels) -> float:
         """Percentage of ``inputs`` classified as ``labels`` (correct * 100 / total)."""
         net = self._network_for(filename)
-        x, _ = _validation.inputs(inputs, net.num_nodes[0], net.dtype)
+        x, _ = net._unchecked_inputs(inputs, "inputs")
         _, ids = _validation.labels(labels, len(x), net.num_nodes[-1], net.dtype)
-        return _percent(net._guarded("check_accuracy", x, None, net._classes_of, x), ids)
+        return _percent(net._classes("check_accuracy", x, inputs, "inputs"), ids)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -14,6 +14,10 @@ xp = np
 # Below this many weights the saved pass is worth less than the cost of the ctypes call
 # (128 x 10 at batch 256: 12.5 us through ctypes, 8.5 us in NumPy; 256 x 128: 71 vs 83 us).
 FUSED_UPDATE_MIN_SIZE = 8192
+# From this many outputs on, writing the bias first and letting gemm add the product saves
+# more than the call costs (256 x 256 at batch 256: 0.41 against 0.42 ms; 5,000 x 256 on one
+# thread: 13.7 against 14.3 ms).
+FUSED_AFFINE_MIN_SIZE = 65536
 
 
 def init_weights(rng: np.random.Generator, fan_in: int, fan_out: int, scheme: str,
@@ -26,7 +30,14 @@ def init_weights(rng: np.random.Generator, fan_in: int, fan_out: int, scheme: st
 
 
 def affine(a: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``a @ W + b`` with the bias added in place (one temporary, not two)."""
+    """``a @ W + b``. For large outputs the bias is written first and the product added to
+    it by BLAS (saving a pass over the output); otherwise the bias is added in place."""
+    rows, units = len(a), weights.shape[1]
+    if rows * units >= FUSED_AFFINE_MIN_SIZE:
+        z = np.empty((rows, units), dtype=weights.dtype)
+        z[...] = bias
+        if _blas.gemm_accumulate(a, weights, z):
+            return z
     z = a @ weights
     z += bias
     return z

@@ -334,6 +334,29 @@ def test_the_blas_shortcut_and_plain_numpy_give_the_same_training(monkeypatch, d
                                    atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_biased_product_through_blas_equals_numpy(monkeypatch, dtype):
+    from nnframe import _blas, ops
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((300, 40)).astype(dtype)
+    weights = rng.standard_normal((40, 250)).astype(dtype)
+    bias = rng.standard_normal((1, 250)).astype(dtype)
+    assert _blas.available()
+    calls = []
+    accumulate = _blas._call_accumulate
+    monkeypatch.setattr(_blas, "_call_accumulate",
+                        lambda *args: calls.append(1) or accumulate(*args))
+    z = ops.affine(a, weights, bias)
+    assert calls == [1]  # 300 x 250 outputs: the fused path
+    assert z.dtype == dtype and z.shape == (300, 250)
+    np.testing.assert_allclose(z, a @ weights + bias, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+    small = ops.affine(a[:3], weights, bias)  # too small: plain NumPy
+    assert calls == [1]
+    np.testing.assert_allclose(small, z[:3], rtol=1e-5, atol=1e-5)
+
+
 def test_the_blas_shortcut_is_found_on_a_numpy_wheel():
     # NumPy wheels from PyPI ship OpenBLAS; if this fails the fast path silently went away.
     from nnframe import _blas

@@ -163,3 +163,28 @@ def test_inputs_with_nan_are_still_rejected_in_any_block(three_threads):
 def test_unusable_thread_settings_fall_back_to_the_cores(monkeypatch, value):
     monkeypatch.setenv("NNFRAME_NUM_THREADS", value)
     assert 1 <= _parallel.num_threads() <= _parallel.MAX_THREADS
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("rows", [7, ROWS])
+def test_non_finite_inputs_are_found_even_where_the_weights_ignore_them(three_threads, bad,
+                                                                       rows):
+    # Inference checks the first layer's output (smaller than the inputs) and the inputs
+    # only when that is not finite; a feature whose weights are all zero must still count.
+    net = network()
+    net.layers[0].weights_for_layer[5] = 0.0
+    x, ids = data()
+    x = x[:rows]
+    x[rows - 1, 5] = bad
+    for call in (lambda: net.predict(None, x), lambda: net.predict_classes(x),
+                 lambda: net.check_accuracy(None, x, ids[:rows])):
+        with pytest.raises(nnframe.InputError, match=f"row {rows - 1}, column 5"):
+            call()
+
+
+def test_finite_inputs_that_overflow_the_first_layer_are_not_rejected(three_threads):
+    net = network()
+    x, _ = data()
+    x[3] = 3e38  # finite float32, but the first layer's sums overflow
+    with np.errstate(all="ignore"):
+        assert net.predict_classes(x).shape == (ROWS,)
