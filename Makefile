@@ -44,7 +44,7 @@ test: $(FULL)
 
 # The performance benchmark (docs/performance.md): needs full MNIST in NNFRAME_DATA_DIR.
 bench: $(FULL)
-	$(BIN)/python bench/bench_mlp.py --json bench/results.json --plot docs/performance.png
+	$(BIN)/python bench/bench_mlp.py --repeats 5 --json bench/results.json --plot docs/performance.png
 
 clean:
 	rm -rf $(VENV)
