@@ -35,6 +35,7 @@ MAX_THREADS = 8
 _pool: dict = {"executor": None, "size": 0, "pid": None}
 _blas_limit: dict = {"depth": 0, "previous": None}
 _lock = threading.Lock()
+_inside = threading.local()
 
 
 def num_threads() -> int:
@@ -70,14 +71,29 @@ def _one_blas_thread():
             _blas_limit["depth"] -= 1
             if _blas_limit["depth"] == 0 and _blas_limit["previous"] is not None:
                 _blas.set_threads(_blas_limit["previous"])
+
+
 def _executor(workers: int) -> ThreadPoolExecutor:
     with _lock:
         # a forked child inherits the executor object but not its threads: make a new one
         if (_pool["executor"] is None or _pool["size"] < workers
                 or _pool["pid"] != os.getpid()):
+            if _pool["executor"] is not None and _pool["pid"] == os.getpid():
+                _pool["executor"].shutdown(wait=False)  # too small: its idle threads exit
             _pool.update(executor=ThreadPoolExecutor(workers, "nnframe"), size=workers,
                          pid=os.getpid())
         return _pool["executor"]
+
+
+def _run_block(fn, block):
+    """Run one block, marking this thread as inside one, so that a split pass started from
+    within a block (a plugin calling predict, say) runs in place instead of waiting for
+    workers that are all busy."""
+    _inside.active = True
+    try:
+        return fn(block)
+    finally:
+        _inside.active = False
 
 
 def map_rows(fn: Callable[[np.ndarray], object], x: np.ndarray) -> list:
@@ -88,16 +104,16 @@ def map_rows(fn: Callable[[np.ndarray], object], x: np.ndarray) -> list:
     in row order, is the one raised.
     """
     count = blocks_for(len(x))
-    if count == 1:
+    if count == 1 or getattr(_inside, "active", False):
         return [fn(x)]
     edges = np.linspace(0, len(x), count + 1).astype(int)
     blocks = [x[start:stop] for start, stop in itertools.pairwise(edges)]
     executor = _executor(count - 1)
     with _one_blas_thread():
-        futures = [executor.submit(contextvars.copy_context().run, fn, block)
+        futures = [executor.submit(contextvars.copy_context().run, _run_block, fn, block)
                    for block in blocks[1:]]
         try:
-            first = fn(blocks[0])
+            first = _run_block(fn, blocks[0])
         finally:
             for future in futures:  # never leave a block running on the caller's arrays
                 future.exception()

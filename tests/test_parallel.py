@@ -188,3 +188,15 @@ def test_finite_inputs_that_overflow_the_first_layer_are_not_rejected(three_thre
     x[3] = 3e38  # finite float32, but the first layer's sums overflow
     with np.errstate(all="ignore"):
         assert net.predict_classes(x).shape == (ROWS,)
+
+
+def test_a_split_pass_started_inside_a_block_runs_in_place(three_threads):
+    x, _ = data()
+    inner = []
+
+    def fn(block):
+        inner.append(len(_parallel.map_rows(len, x)))  # would deadlock if it queued
+        return len(block)
+
+    assert sum(_parallel.map_rows(fn, x)) == ROWS
+    assert inner == [1, 1, 1]  # each nested pass ran as one block, in its own thread
