@@ -109,20 +109,24 @@ def run_floor(args, x, y, xt, yt):
     2 input gradients, on the same shapes and batches, with no other work."""
     rng = np.random.default_rng(args.seed)
     w = [rng.standard_normal((m, n), dtype=np.float32) for m, n in itertools.pairwise(SIZES)]
-    bs = args.batch_size
     epochs = []
     for _ in range(args.epochs):
         start = time.perf_counter()
-        for s in range(0, len(x), bs):
-            a0 = x[s:s + bs]
-            a1 = a0 @ w[0]
-            a2 = a1 @ w[1]
-            d3 = a2 @ w[2]
-            d2 = d3 @ w[2].T
-            d1 = d2 @ w[1].T
-            _ = a2.T @ d3, a1.T @ d2, a0.T @ d1
+        floor_epoch(x, w, args.batch_size)
         epochs.append(time.perf_counter() - start)
     return {"epochs": epochs, "accuracy": None}
+
+
+def floor_epoch(x, w, batch_size: int) -> None:
+    """One epoch of the floor's products (also used by epoch_parts.py)."""
+    for s in range(0, len(x), batch_size):
+        a0 = x[s:s + batch_size]
+        a1 = a0 @ w[0]
+        a2 = a1 @ w[1]
+        d3 = a2 @ w[2]
+        d2 = d3 @ w[2].T
+        d1 = d2 @ w[1].T
+        _ = a2.T @ d3, a1.T @ d2, a0.T @ d1
 
 
 def run_torch(args, x, y, xt, yt):

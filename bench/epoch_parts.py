@@ -3,7 +3,8 @@
 Times, per epoch of the benchmark's network (784-256-128-10, relu, relu, softmax), the best
 of --repeats passes of each:
 
-  products   the 8 matrix products per batch, the weight update folded into its gemm
+  floor      bench_mlp.py's floor: the 8 matrix products per batch, results thrown away
+  products   the same products, the weight update folded into its gemm
   + gather   the same, on batches gathered from a shuffled index (as training does)
   + forward  plus bias, relu and softmax on the forward pass
   nnframe    a real training epoch (network.train)
@@ -18,6 +19,7 @@ import os
 import time
 
 import numpy as np
+from bench_mlp import floor_epoch  # this folder is on sys.path when run as a script
 
 import nnframe
 from nnframe import _blas, ops
@@ -67,20 +69,10 @@ def main(argv=None) -> int:
                 d3 = a2 @ weights[2]
             backward(a0, a1, a2, d3)
 
-    def floor():  # bench_mlp.py's floor: the same products, results thrown away
-        for s in range(0, n, bs):
-            a0 = x[s:s + bs]
-            a1 = a0 @ weights[0]
-            a2 = a1 @ weights[1]
-            d3 = a2 @ weights[2]
-            d2 = d3 @ weights[2].T
-            d1 = d2 @ weights[1].T
-            _ = a2.T @ d3, a1.T @ d2, a0.T @ d1
-
     def train():
         net.train(bs, x, y, 1, tiny, seed=0)
 
-    parts = {"floor": floor,
+    parts = {"floor": lambda: floor_epoch(x, weights, bs),
              "products": lambda: products(False, False),
              "+ gather": lambda: products(True, False),
              "+ forward": lambda: products(True, True),
