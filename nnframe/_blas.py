@@ -143,6 +143,13 @@ def available() -> bool:
     return bool(_gemm)
 
 
+def get_threads() -> int | None:
+    """The number of threads of NumPy's BLAS, or None when that BLAS offers no control."""
+    if not _state["ready"]:
+        _load()
+    return None if _state["threads"] is None else int(_state["threads"][0]())
+
+
 def set_threads(count: int) -> int | None:
     """Set the number of threads of NumPy's BLAS (process-wide); return the previous number,
     or None (nothing changed) when that BLAS offers no control."""

@@ -39,7 +39,9 @@ _inside = threading.local()
 
 
 def num_threads() -> int:
-    """Threads a large inference pass may use: ``$NNFRAME_NUM_THREADS`` or the usable cores."""
+    """Threads a large inference pass may use: ``$NNFRAME_NUM_THREADS``, or as many as
+    NumPy's BLAS may use (so ``OPENBLAS_NUM_THREADS=1`` or a threadpoolctl limit keeps
+    nnframe on one core too), at most the usable cores."""
     configured = os.environ.get("NNFRAME_NUM_THREADS", "").strip()
     if configured.isdigit() and int(configured) > 0:
         return min(int(configured), MAX_THREADS)
@@ -47,13 +49,14 @@ def num_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_THREADS))
+    return max(1, min(cores, _blas.get_threads() or 1, MAX_THREADS))
 
 
 def blocks_for(rows: int) -> int:
     """How many row blocks a pass over ``rows`` rows is split into (1: not split)."""
-    count = min(num_threads(), rows // MIN_BLOCK_ROWS)
-    return count if count >= 2 and _blas.can_limit_threads() else 1
+    if rows < 2 * MIN_BLOCK_ROWS or not _blas.can_limit_threads():
+        return 1
+    return max(1, min(num_threads(), rows // MIN_BLOCK_ROWS))
 
 
 @contextlib.contextmanager

@@ -200,3 +200,15 @@ def test_a_split_pass_started_inside_a_block_runs_in_place(three_threads):
 
     assert sum(_parallel.map_rows(fn, x)) == ROWS
     assert inner == [1, 1, 1]  # each nested pass ran as one block, in its own thread
+
+
+def test_by_default_it_uses_no_more_threads_than_numpys_blas_may(monkeypatch):
+    monkeypatch.delenv("NNFRAME_NUM_THREADS", raising=False)
+    previous = _blas.set_threads(1)  # as with OPENBLAS_NUM_THREADS=1 or threadpoolctl
+    try:
+        assert _parallel.num_threads() == 1
+        assert _parallel.blocks_for(ROWS) == 1
+    finally:
+        _blas.set_threads(previous)
+    monkeypatch.setenv("NNFRAME_NUM_THREADS", "3")  # an explicit setting wins
+    assert _parallel.blocks_for(ROWS) == 3
