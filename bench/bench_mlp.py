@@ -347,7 +347,13 @@ def main(argv=None) -> int:
     args.peers = [p for p in requested if available(p)]
     for missing in sorted(set(requested) - set(args.peers)):
         print(f"note: {missing} is not installed; skipped", file=sys.stderr)
-    _, _, _, y_test, source_name = load_data(args)
+    from nnframe.errors import DataError
+
+    try:
+        _, _, _, y_test, source_name = load_data(args)
+    except DataError as exc:
+        raise SystemExit(f"bench_mlp.py: {exc} (or pass --data-dir DIR, --sample or "
+                         "--synthetic N)") from None
     args.test_size = len(y_test)
     runs = []
     for repeat in range(args.repeats):
