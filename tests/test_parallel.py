@@ -212,3 +212,26 @@ def test_by_default_it_uses_no_more_threads_than_numpys_blas_may(monkeypatch):
         _blas.set_threads(previous)
     monkeypatch.setenv("NNFRAME_NUM_THREADS", "3")  # an explicit setting wins
     assert _parallel.blocks_for(ROWS) == 3
+
+
+def _classes_in_child(net, x, queue):
+    queue.put(net.predict_classes(x).tolist())
+
+
+def test_a_forked_child_gets_its_own_workers(three_threads):
+    import multiprocessing
+
+    net = network()
+    x, _ = data()
+    expected = net.predict_classes(x).tolist()  # the parent's pool now exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_classes_in_child, args=(net, x, queue))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == expected  # would hang on the parent's dead workers
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
