@@ -32,7 +32,7 @@ from . import _blas
 MIN_BLOCK_ROWS = 2048  # below this many rows per block, one thread is faster
 MAX_THREADS = 8
 
-_pool: dict = {"executor": None, "size": 0, "pid": None}
+_pool: dict = {"executor": None, "size": 0}
 _blas_limit: dict = {"depth": 0, "previous": None}
 _lock = threading.Lock()
 _inside = threading.local()
@@ -78,14 +78,26 @@ def _one_blas_thread():
 
 def _executor(workers: int) -> ThreadPoolExecutor:
     with _lock:
-        # a forked child inherits the executor object but not its threads: make a new one
-        if (_pool["executor"] is None or _pool["size"] < workers
-                or _pool["pid"] != os.getpid()):
-            if _pool["executor"] is not None and _pool["pid"] == os.getpid():
+        if _pool["executor"] is None or _pool["size"] < workers:
+            if _pool["executor"] is not None:
                 _pool["executor"].shutdown(wait=False)  # too small: its idle threads exit
-            _pool.update(executor=ThreadPoolExecutor(workers, "nnframe"), size=workers,
-                         pid=os.getpid())
+            _pool.update(executor=ThreadPoolExecutor(workers, "nnframe"), size=workers)
         return _pool["executor"]
+
+
+def _after_fork_in_child() -> None:
+    """A forked child inherits the pool but not its threads, and perhaps a BLAS limit set
+    by a pass that was running in another thread: start clean."""
+    global _lock
+    _lock = threading.Lock()
+    _pool.update(executor=None, size=0)
+    if _blas_limit["depth"] and _blas_limit["previous"] is not None:
+        _blas.set_threads(_blas_limit["previous"])
+    _blas_limit.update(depth=0, previous=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _run_block(fn, block):

@@ -235,3 +235,25 @@ def test_a_forked_child_gets_its_own_workers(three_threads):
         if child.is_alive():
             child.kill()
     assert child.exitcode == 0
+
+
+def _blas_state_in_child(queue):
+    queue.put((blas_threads(), _parallel._blas_limit["depth"]))
+
+
+def test_a_child_forked_during_a_split_pass_gets_its_blas_threads_back():
+    import multiprocessing
+
+    original = _blas.set_threads(3)  # a count the child can only get back by restoring it
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    try:
+        with _parallel._one_blas_thread():  # as if another thread were mid-predict
+            assert blas_threads() == 1
+            child = context.Process(target=_blas_state_in_child, args=(queue,))
+            child.start()
+        assert queue.get(timeout=60) == (3, 0)
+        child.join(timeout=10)
+        assert blas_threads() == 3
+    finally:
+        _blas.set_threads(original)
