@@ -9,6 +9,7 @@ import numpy as np
 
 from ..base import Activation
 from ..hookspecs import hookimpl
+from ..ops import row_sums
 
 
 class Sigmoid(Activation):
@@ -72,11 +73,11 @@ class Softmax(Activation):
     @staticmethod
     def _normalise(shifted):
         np.exp(shifted, out=shifted)  # every row's maximum is 0, so exp never overflows
-        shifted /= _row_sums(shifted)
+        shifted /= row_sums(shifted)
         return shifted
 
     def backward(self, z, a, grad):
-        return a * (grad - (a * grad).sum(axis=1, keepdims=True))
+        return a * (grad - row_sums(a * grad))
 
 
 def _row_max(z):
@@ -91,11 +92,6 @@ def _row_max(z):
     for j in range(1, z.shape[1]):
         np.maximum(out[:, 0], z[:, j], out=out[:, 0])
     return out
-
-
-def _row_sums(z):
-    """``z.sum(axis=1, keepdims=True)`` as a matrix-vector product (faster on short rows)."""
-    return z @ np.ones((z.shape[1], 1), dtype=z.dtype)
 
 
 @hookimpl
