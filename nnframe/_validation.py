@@ -128,22 +128,13 @@ def explain_nonfinite(data, name: str, dtype) -> None:
 
 
 def require_finite_rows(rows: np.ndarray) -> None:
-    if not (sum_is_finite(rows) or np.isfinite(rows).all()):
+    if not ops.all_finite(rows):
         raise NonFiniteRows("inputs are not finite")
 
 
 def _all_finite(array: np.ndarray) -> bool:
-    """True when every value is finite. A sum is one fast pass with no temporary array; it
-    is non-finite whenever any value is (or, rarely, when finite values overflow it, which
-    the exact check then settles). Large arrays are summed in row blocks on all cores."""
-    return all(_parallel.map_rows(sum_is_finite, array)) or bool(np.isfinite(array).all())
-
-
-def sum_is_finite(rows: np.ndarray) -> bool:
-    """True when the sum of ``rows`` is finite, which it is not whenever any value is not
-    (nor, rarely, when finite values overflow it). Quiet either way."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(np.add.reduce(rows, axis=None)))
+    """:func:`nnframe.ops.all_finite`, for large arrays in row blocks on all cores."""
+    return all(_parallel.map_rows(ops.all_finite, array))
 
 
 def labels(data, num_samples: int, num_outputs: int, dtype, *, name: str = "labels"):

@@ -150,7 +150,7 @@ class NeuralNetwork:
                 # A non-finite input makes its whole row of z non-finite (in IEEE arithmetic
                 # inf * w is inf or NaN, and NaN spreads), so the smaller z, still in cache,
                 # is checked; the inputs only if z is not finite, for the exact answer.
-                if not _validation.sum_is_finite(z):
+                if not ops.sum_is_finite(z):
                     _validation.require_finite_rows(x)
                 check_inputs = False
             a = nxt.activation_function.forward_inplace(z)  # z is our temporary

@@ -86,4 +86,14 @@ def one_hot(ids: np.ndarray, width: int, dtype) -> np.ndarray:
 
 
 def all_finite(*arrays: np.ndarray) -> bool:
-    return all(bool(np.isfinite(x).all()) for x in arrays)
+    """True when every value is finite. A sum is one fast pass with no temporary array; it
+    is non-finite whenever any value is (or, rarely, when finite values overflow it, which
+    the exact check then settles)."""
+    return all(sum_is_finite(x) or bool(np.isfinite(x).all()) for x in arrays)
+
+
+def sum_is_finite(array: np.ndarray) -> bool:
+    """True when the sum of ``array`` is finite; False whenever any value is not (and,
+    rarely, when finite values overflow the sum). Quiet either way."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.add.reduce(array, axis=None)))
