@@ -105,10 +105,16 @@ def _call_accumulate(fn, a, weights, out) -> None:
        1.0, out.ctypes.data, n)
 
 
-def _usable(target: np.ndarray, *operands: np.ndarray):
-    """The gemm for these arrays, or None: one dtype, C-contiguous, a writeable target."""
+def _loaded() -> dict:
+    """The library's state, found and self-tested on first use."""
     if not _state["ready"]:
         _load()
+    return _state
+
+
+def _usable(target: np.ndarray, *operands: np.ndarray):
+    """The gemm for these arrays, or None: one dtype, C-contiguous, a writeable target."""
+    _loaded()
     fn = _gemm.get(target.dtype)
     if (fn is None or not (target.flags.c_contiguous and target.flags.writeable)
             or any(x.dtype != target.dtype or not x.flags.c_contiguous for x in operands)):
@@ -138,32 +144,27 @@ def gemm_accumulate(a: np.ndarray, weights: np.ndarray, out: np.ndarray) -> bool
 
 
 def available() -> bool:
-    if not _state["ready"]:
-        _load()
+    _loaded()
     return bool(_gemm)
 
 
 def get_threads() -> int | None:
     """The number of threads of NumPy's BLAS, or None when that BLAS offers no control."""
-    if not _state["ready"]:
-        _load()
-    return None if _state["threads"] is None else int(_state["threads"][0]())
+    threads = _loaded()["threads"]
+    return None if threads is None else int(threads[0]())
 
 
 def set_threads(count: int) -> int | None:
     """Set the number of threads of NumPy's BLAS (process-wide); return the previous number,
     or None (nothing changed) when that BLAS offers no control."""
-    if not _state["ready"]:
-        _load()
-    if _state["threads"] is None:
+    threads = _loaded()["threads"]
+    if threads is None:
         return None
-    get, put = _state["threads"]
+    get, put = threads
     previous = int(get())
     put(int(count))
     return previous
 
 
 def can_limit_threads() -> bool:
-    if not _state["ready"]:
-        _load()
-    return _state["threads"] is not None
+    return _loaded()["threads"] is not None

@@ -127,7 +127,7 @@ class NeuralNetwork:
                 raise _ShapeBreach(nxt.activation_function)  # NumPy would broadcast silently
         return layers[-1].activations
 
-    def _infer(self, x: np.ndarray, classes: bool = False) -> np.ndarray:
+    def _infer(self, x: np.ndarray, *, classes: bool = False) -> np.ndarray:
         """Forward pass that leaves the layers' stored activations alone: the outputs, or
         with ``classes=True`` the class id per row. Large inputs run in row blocks on all
         cores (see :mod:`nnframe._parallel`)."""
@@ -159,6 +159,9 @@ class NeuralNetwork:
     def _infer_classes(self, a: np.ndarray) -> np.ndarray:
         return ops.argmax_rows(self._infer_rows(a, check_inputs=True))
 
+    def _infer_all_classes(self, x: np.ndarray) -> np.ndarray:
+        return self._infer(x, classes=True)
+
     def _unchecked_inputs(self, data, name: str, allow_1d: bool = False):
         return _validation.inputs(data, self.num_nodes[0], self.dtype, name=name,
                                   allow_1d=allow_1d, check_finite=False)
@@ -167,7 +170,7 @@ class NeuralNetwork:
         """Class ids for ``x`` (``data`` validated but for NaN and infinity), classified in
         row blocks that each check their rows first: one pass, on every core."""
         try:
-            return self._guarded(context, x, None, self._infer, x, True)
+            return self._guarded(context, x, None, self._infer_all_classes, x)
         except _validation.NonFiniteRows:
             _validation.explain_nonfinite(data, name, self.dtype)
 
