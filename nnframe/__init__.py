@@ -7,6 +7,7 @@ from .base import Activation, Cost
 from .errors import (
     DataError,
     DuplicateNameError,
+    EnvironmentWarning,
     InputError,
     MissingPluginError,
     ModelFileError,
@@ -40,6 +41,7 @@ __all__ = [
     "Cost",
     "DataError",
     "DuplicateNameError",
+    "EnvironmentWarning",
     "InputError",
     "Layer",
     "MissingPluginError",

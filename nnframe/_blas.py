@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from . import _env
+
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _gemm: dict = {}
 _state: dict = {"ready": False, "threads": None}
@@ -31,7 +33,7 @@ def _candidates():
 
 def _load() -> None:
     _state["ready"] = True
-    if os.environ.get("NNFRAME_NO_BLAS", "").strip() in {"1", "true", "yes"}:
+    if _env.flag("NNFRAME_NO_BLAS"):
         return
     # Symbol names, with the integer type their library was built with: NumPy's wheels ship
     # a 64-bit-integer OpenBLAS with prefixed symbols; older ones used the "64_" suffix only;

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _blas
+from . import _blas, _env
 
 MIN_BLOCK_ROWS = 2048  # below this many rows per block, one thread is faster
 MAX_THREADS = 8
@@ -42,9 +42,9 @@ def num_threads() -> int:
     """Threads a large inference pass may use: ``$NNFRAME_NUM_THREADS``, or as many as
     NumPy's BLAS may use (so ``OPENBLAS_NUM_THREADS=1`` or a threadpoolctl limit keeps
     nnframe on one core too), at most the usable cores."""
-    configured = os.environ.get("NNFRAME_NUM_THREADS", "").strip()
-    if configured.isdigit() and int(configured) > 0:
-        return min(int(configured), MAX_THREADS)
+    configured = _env.positive_int("NNFRAME_NUM_THREADS")
+    if configured is not None:
+        return min(configured, MAX_THREADS)
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

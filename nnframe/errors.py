@@ -80,3 +80,7 @@ class DataError(NNFrameError, ValueError):
 
 class PluginWarning(UserWarning):
     """A plugin failed to load or was rejected; everything else still loaded."""
+
+
+class EnvironmentWarning(UserWarning):
+    """An ``NNFRAME_*`` environment variable holds a value nnframe does not understand."""

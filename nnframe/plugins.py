@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pluggy
 
-from . import hookspecs
+from . import _env, hookspecs
 from .errors import PluginLoadError, PluginWarning
 
 ENTRY_POINT_GROUP = "nnframe"
@@ -30,16 +29,12 @@ STRICT_ENV = "NNFRAME_STRICT_PLUGINS"
 BUILTINS_ONLY_ENV = "NNFRAME_BUILTINS_ONLY"
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def strict_mode() -> bool:
-    return _flag(STRICT_ENV)
+    return _env.flag(STRICT_ENV)
 
 
 def builtins_only() -> bool:
-    return _flag(BUILTINS_ONLY_ENV)
+    return _env.flag(BUILTINS_ONLY_ENV)
 
 
 @dataclass(frozen=True)
