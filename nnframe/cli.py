@@ -136,12 +136,12 @@ def _cmd_train(args) -> int:
                             validation_data=(data.x_test, data.y_test),
                             callback=EpochProgress())
     accuracy = network.check_accuracy(None, data.x_test, data.y_test)
-    from .persistence import atomic_write
+    from ._files import atomic_write
 
     history_path = out / "history.json"
     record = {"network": repr(network), "data": data.source, "test_accuracy": accuracy,
               "settings": {k: getattr(args, k) for k in DEFAULTS}, **history}
-    atomic_write(history_path, json.dumps(record, indent=2).encode())
+    atomic_write(history_path, json.dumps(record, indent=2).encode(), error=NNFrameError)
     written = [f"model:   {model_path}", f"history: {history_path}"]
     if not args.no_plot:
         try:

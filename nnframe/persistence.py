@@ -14,18 +14,15 @@ the user's own code (``save`` embeds those by value and marks them as code).
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import pickle
 import pickletools
-import tempfile
 from pathlib import Path
 
 import dill
 import numpy as np
 
-from . import _validation
+from . import _files, _validation
 from .base import Activation, Cost
 from .errors import (
     MissingPluginError,
@@ -38,6 +35,8 @@ from .errors import (
 FORMAT = "nnframe-model"
 FORMAT_VERSION = 1
 DTYPES = {"float32": "<f4", "float64": "<f8"}
+# The largest model file load reads (2 billion float32 weights); checked before reading.
+MAX_FILE_BYTES = 8 * 2**30
 
 # Opcodes that build plain data. Anything else (GLOBAL, STACK_GLOBAL, REDUCE, BUILD, INST,
 # OBJ, NEWOBJ, EXT*, PERSID, out-of-band buffers...) could import or call code.
@@ -98,45 +97,7 @@ def save(network, path) -> None:
     """Write ``network`` to ``path`` atomically: a crash never damages an existing file."""
     path = _validation.model_path(path, name="path")
     data = dill.dumps(to_payload(network), protocol=4)
-    atomic_write(path, data)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync it, then rename over ``path``."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise ModelFileError(f"cannot save to {str(path)!r}: the directory {str(directory)!r} "
-                             "does not exist; create it first.")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ModelFileError(f"cannot save to {str(path)!r}: {exc}") from exc
-    try:
-        try:
-            mode = path.stat().st_mode & 0o777
-        except OSError:
-            mode = 0o644
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ModelFileError(f"could not save to {str(path)!r}: {exc}. Any previous file "
-                                 "there is unchanged.") from exc
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    _files.atomic_write(path, data, error=ModelFileError)
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -175,15 +136,8 @@ def _scan(data: bytes, where: str) -> None:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"no model file at {str(path)!r}; check the path, or train and "
-                             "save one first.") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{str(path)!r} is a directory, not a model file.") from None
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {str(path)!r}: {exc}") from None
+    data = _files.read_regular(path, limit=MAX_FILE_BYTES, what="model file",
+                               error=ModelFileError)
     if not data:
         raise ModelFileError(f"{str(path)!r} is empty, not a model file (was a save "
                              "interrupted outside nnframe?).")

@@ -18,7 +18,7 @@ def plot_history(history: dict[str, list[float]], path: str | Path, *,
         import matplotlib.pyplot as plt
     except ImportError:
         raise NNFrameError("plotting needs matplotlib: pip install 'nnframe[plot]'") from None
-    from .persistence import atomic_write
+    from ._files import atomic_write
 
     epochs = range(1, len(history.get("loss", [])) + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -42,5 +42,5 @@ def plot_history(history: dict[str, list[float]], path: str | Path, *,
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     path = Path(path)
-    atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue(), error=NNFrameError)
     return path
