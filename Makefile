@@ -43,6 +43,10 @@ torch: $(TORCH)
 # sample) and report test accuracy; the model, history and plot land in runs/mnist/.
 demo: $(BASE)
 	$(BIN)/nnframe train
+	@echo
+	@echo "Next: $(BIN)/nnframe evaluate runs/mnist/model.pkl   (per-digit accuracy, confusions)"
+	@echo "      $(BIN)/nnframe predict runs/mnist/model.pkl YOUR_DIGIT.png"
+	@echo "      or 'source $(BIN)/activate' and drop the $(BIN)/ prefix."
 
 test: $(TEST_NEEDS)
 	$(BIN)/ruff check .

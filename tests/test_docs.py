@@ -72,3 +72,18 @@ def test_the_site_config_lists_every_page():
     config = (ROOT / "mkdocs.yml").read_text()
     for page in (ROOT / "docs").rglob("*.md"):
         assert str(page.relative_to(ROOT / "docs")) in config, f"{page} is not in the nav"
+
+
+@pytest.mark.filterwarnings("ignore::nnframe.datasets.MNISTSampleWarning")
+def test_the_readme_python_example_predicts_real_digits(tmp_path, monkeypatch):
+    # It once printed three zeros: the sample it fell back to was sorted by digit.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NNFRAME_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("NNFRAME_MNIST_MIRRORS", "http://127.0.0.1:9/")
+    namespace: dict = {"__name__": "__docs__"}
+    block = next(b for b in python_blocks(ROOT / "README.md") if "argmax" in b)
+    exec(compile(block, "README.md", "exec"), namespace)
+    truth = namespace["data"].y_test[:5]
+    assert truth.tolist() == [7, 2, 1, 0, 4]  # what the comment in the README shows
+    assert (namespace["rows"].argmax(axis=1) == truth).sum() >= 4
