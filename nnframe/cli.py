@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -187,20 +188,46 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+IMAGE_LIMIT = 64 * 2**20  # bytes; far above any digit photo, far below a memory problem
+IMAGE_PIXELS_LIMIT = 50_000_000  # decoded pixels; PIL's own bomb threshold is 2x its limit
+
+
 def read_digit(path: str) -> np.ndarray:
-    """A PNG/JPEG as one MNIST-like row: grayscale, 28x28, white digit on black, in [0, 1]."""
+    """A PNG/JPEG as one MNIST-like row: grayscale, 28x28, white digit on black, in [0, 1].
+
+    The file is read whole through :func:`nnframe._files.read_regular` (regular files only,
+    at most ``IMAGE_LIMIT`` bytes), so a FIFO or ``/dev/zero`` is refused at once. An image
+    declaring more than ``IMAGE_PIXELS_LIMIT`` pixels (a decompression bomb) is refused
+    before it is decoded.
+    """
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise NNFrameError("reading images needs Pillow: pip install 'nnframe[images]'") \
             from None
+    from ._files import read_regular
+
+    data = read_regular(path, limit=IMAGE_LIMIT, what="PNG or JPEG image file", error=InputError)
+    shown = repr(str(path))
     try:
-        with Image.open(path) as image:
-            gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
-    except FileNotFoundError:
-        raise InputError(f"no image file at {path!r}.") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{path!r} is not a readable PNG or JPEG image ({exc}).") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > IMAGE_PIXELS_LIMIT:
+                    raise InputError(f"{shown} declares {width:,}x{height:,} pixels, more "
+                                     f"than {IMAGE_PIXELS_LIMIT:,}; it looks like a "
+                                     "decompression bomb and was not decoded. Scale the "
+                                     "image down first.")
+                gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{shown} is too large to decode safely ({exc}); it looks like a "
+                         "decompression bomb. Scale the image down first.") from None
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputError(f"{shown} is not a readable PNG or JPEG image "
+                         f"({str(exc)[:160]}).") from None
     pixels = np.asarray(gray, dtype=np.float32) / 255.0
     if pixels.mean() > 0.5:  # dark digit on a light background: invert to MNIST's look
         pixels = 1.0 - pixels

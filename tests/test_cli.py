@@ -14,8 +14,9 @@ def nnframe_cli(*args, env=None, **kwargs):
     exe = SCRIPTS / "nnframe"
     assert exe.exists(), f"the nnframe console script is not installed at {exe}"
     full_env = {**os.environ, **(env or {})}
+    kwargs.setdefault("timeout", 600)
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env,
-                          timeout=600, **kwargs)
+                          **kwargs)
 
 
 def test_plugins_lists_every_name_with_its_distribution():
@@ -185,7 +186,7 @@ def test_predict_names_a_bad_image(sample_model, tmp_path):
     result = nnframe_cli("predict", str(out / "model.pkl"), str(tmp_path / "notes.png"))
     assert result.returncode == 1 and "not a readable PNG or JPEG" in result.stderr
     result = nnframe_cli("predict", str(out / "model.pkl"), str(tmp_path / "absent.png"))
-    assert result.returncode == 1 and "no image file" in result.stderr
+    assert result.returncode == 1 and "no PNG or JPEG image file" in result.stderr
 
 
 def test_data_shows_status_and_fetches_from_a_mirror(tmp_path):
