@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import sys
 import time
@@ -82,6 +83,24 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
+MAX_LAYER_SIZE = 100_000
+MAX_PARAMETERS = 200_000_000  # weights and biases: 0.8 GB each copy in float32
+
+
+def _check_network_size(sizes: list[int], dtype: str) -> None:
+    """Refuse a network too large to build before NumPy tries (and fails) to allocate it."""
+    for size in sizes[1:-1]:
+        if size > MAX_LAYER_SIZE:
+            raise InputError(f"--hidden size {size:,} is larger than nnframe trains "
+                             f"({MAX_LAYER_SIZE:,} per layer); use sizes such as 256,128.")
+    parameters = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    if parameters > MAX_PARAMETERS:
+        gib = parameters * np.dtype(dtype).itemsize / 2**30
+        raise InputError(f"--hidden {','.join(map(str, sizes[1:-1]))} makes {parameters:,} "
+                         f"weights ({gib:.1f} GiB per copy), more than nnframe trains "
+                         f"({MAX_PARAMETERS:,}); use fewer or smaller hidden layers.")
+
+
 def _load_data(args, *, quiet_notice: bool = False):
     from .datasets import MNISTSampleWarning, load_mnist, load_sample
 
@@ -120,6 +139,7 @@ def _cmd_train(args) -> int:
     if args.subset < 0:
         raise InputError(f"--subset must be >= 0 (0 means all images), got {args.subset}.")
     sizes = [784, *hidden, 10]
+    _check_network_size(sizes, args.dtype)
     # Build first: an unknown activation or cost fails before any data is loaded.
     network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],
                             args.cost, dtype=args.dtype, seed=args.seed)
@@ -395,6 +415,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:
         _err(f"error: {exc}")
+        return 1
+    except MemoryError as exc:  # the last line of defence: never a traceback
+        detail = f" ({str(exc)[:160]})" if str(exc) else ""
+        _err(f"error: out of memory{detail}; use a smaller network (--hidden), fewer or "
+             "smaller images, or a smaller --batch-size.")
         return 1
     except KeyboardInterrupt:
         _err("interrupted")
