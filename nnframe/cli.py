@@ -271,7 +271,7 @@ def _cmd_data(args) -> int:
 
     directory = resolve_data_dir(args.data_dir)
     if args.fetch:
-        download(directory, progress=sys.stderr.isatty())
+        download(directory, progress=sys.stderr.isatty(), deadline=args.deadline)
     print(f"MNIST directory: {directory}")
     report = status(directory)
     for name, state in report.items():
@@ -333,6 +333,19 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         for failure in registry.failures:
             print(f"  {failure.describe()}")
     return 0
+
+
+DOWNLOAD_DEADLINE = 300.0  # the default of nnframe.datasets.download, without importing it
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "--fetch downloads and verifies missing files.")
     p.add_argument("--data-dir", metavar="DIR", help="the MNIST directory to inspect")
     p.add_argument("--fetch", action="store_true", help="download missing or bad files")
+    p.add_argument("--deadline", type=_seconds, default=DOWNLOAD_DEADLINE, metavar="SECONDS",
+                   help="give up on a mirror after this long for one file and try the next "
+                   f"(default: {DOWNLOAD_DEADLINE:g})")
     p.set_defaults(func=_cmd_data)
     return parser
 

@@ -210,3 +210,22 @@ def test_every_command_has_help(command):
     result = nnframe_cli(command, "--help")
     assert result.returncode == 0 and "usage: nnframe " + command in result.stdout
     assert len(result.stdout.splitlines()) > 3
+
+
+def test_data_fetch_gives_up_on_a_trickling_mirror_in_one_line(tmp_path):
+    from test_datasets import misbehaving_server
+
+    with misbehaving_server("trickle") as url:
+        result = nnframe_cli("data", "--fetch", "--deadline", "1", "--data-dir",
+                             str(tmp_path / "d"), env={"NNFRAME_MNIST_MIRRORS": url},
+                             timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and url in lines[0] and "1 s deadline" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf", "nan"])
+def test_data_refuses_a_nonsense_deadline(value):
+    result = nnframe_cli("data", "--deadline", value)
+    assert result.returncode == 2 and "positive number of seconds" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
