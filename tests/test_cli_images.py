@@ -90,10 +90,11 @@ def test_an_image_file_over_the_size_cap_is_refused_unread(model, tmp_path):
     assert_one_error_line(predict(model, big), "big.png", "bytes")
 
 
-@pytest.mark.parametrize("width, height", [(20000, 20000), (10000, 10000)])
+@pytest.mark.parametrize("width, height", [(20000, 20000), (10000, 10000), (8000, 8000)])
 def test_a_decompression_bomb_is_one_line_naming_the_file(model, tmp_path, width, height):
     # 20000x20000: PIL raises DecompressionBombError at open; 10000x10000 is past PIL's
-    # warning threshold only (DecompressionBombWarning), and would decode 100 MB of pixels.
+    # warning threshold only (DecompressionBombWarning); 8000x8000 is below both but past
+    # nnframe's own cap (IMAGE_PIXELS_LIMIT), and would decode 64 MB for a 28x28 digit.
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png(width, height))
     result = predict(model, bomb)
