@@ -54,11 +54,11 @@ def read_regular(path: str | os.PathLike, *, limit: int, what: str,
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise error(f"{shown} is {_kind(info.st_mode)}, not a {what}; nnframe reads only "
-                        "regular files.")
+            raise error(f"{shown} is {_kind(info.st_mode)}, not a regular file; nnframe reads "
+                        f"{what}s only from regular files.")
         if info.st_size > limit:
-            raise error(f"{shown} is {info.st_size:,} bytes, more than a {what} may be "
-                        f"({limit:,}); it was not read.")
+            raise error(f"{shown} is {info.st_size:,} bytes, over the {limit:,}-byte limit for "
+                        f"{what}s; it was not read.")
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(1 << 24, limit + 1 - size))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import itertools
 import json
 import sys
 import time
@@ -81,6 +83,24 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
+MAX_LAYER_SIZE = 100_000
+MAX_PARAMETERS = 200_000_000  # weights and biases: 0.8 GB each copy in float32
+
+
+def _check_network_size(sizes: list[int], dtype: str) -> None:
+    """Refuse a network too large to build before NumPy tries (and fails) to allocate it."""
+    for size in sizes[1:-1]:
+        if size > MAX_LAYER_SIZE:
+            raise InputError(f"--hidden size {size:,} is larger than nnframe trains "
+                             f"({MAX_LAYER_SIZE:,} per layer); use sizes such as 256,128.")
+    parameters = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    if parameters > MAX_PARAMETERS:
+        gib = parameters * np.dtype(dtype).itemsize / 2**30
+        raise InputError(f"--hidden {','.join(map(str, sizes[1:-1]))} makes {parameters:,} "
+                         f"weights ({gib:.1f} GiB per copy), more than nnframe trains "
+                         f"({MAX_PARAMETERS:,}); use fewer or smaller hidden layers.")
+
+
 def _load_data(args, *, quiet_notice: bool = False):
     from .datasets import MNISTSampleWarning, load_mnist, load_sample
 
@@ -119,6 +139,7 @@ def _cmd_train(args) -> int:
     if args.subset < 0:
         raise InputError(f"--subset must be >= 0 (0 means all images), got {args.subset}.")
     sizes = [784, *hidden, 10]
+    _check_network_size(sizes, args.dtype)
     # Build first: an unknown activation or cost fails before any data is loaded.
     network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],
                             args.cost, dtype=args.dtype, seed=args.seed)
@@ -187,20 +208,46 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+IMAGE_LIMIT = 64 * 2**20  # bytes; far above any digit photo, far below a memory problem
+IMAGE_PIXELS_LIMIT = 50_000_000  # decoded pixels; below PIL's own bomb warning (89,478,485)
+
+
 def read_digit(path: str) -> np.ndarray:
-    """A PNG/JPEG as one MNIST-like row: grayscale, 28x28, white digit on black, in [0, 1]."""
+    """A PNG/JPEG as one MNIST-like row: grayscale, 28x28, white digit on black, in [0, 1].
+
+    The file is read whole through :func:`nnframe._files.read_regular` (regular files only,
+    at most ``IMAGE_LIMIT`` bytes), so a FIFO or ``/dev/zero`` is refused at once. An image
+    declaring more than ``IMAGE_PIXELS_LIMIT`` pixels (a decompression bomb) is refused
+    before it is decoded.
+    """
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise NNFrameError("reading images needs Pillow: pip install 'nnframe[images]'") \
             from None
+    from ._files import read_regular
+
+    data = read_regular(path, limit=IMAGE_LIMIT, what="PNG or JPEG image file", error=InputError)
+    shown = repr(str(path))
     try:
-        with Image.open(path) as image:
-            gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
-    except FileNotFoundError:
-        raise InputError(f"no image file at {path!r}.") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{path!r} is not a readable PNG or JPEG image ({exc}).") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > IMAGE_PIXELS_LIMIT:
+                    raise InputError(f"{shown} declares {width:,}x{height:,} pixels, more "
+                                     f"than {IMAGE_PIXELS_LIMIT:,}; it looks like a "
+                                     "decompression bomb and was not decoded. Scale the "
+                                     "image down first.")
+                gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{shown} is too large to decode safely ({exc}); it looks like a "
+                         "decompression bomb. Scale the image down first.") from None
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputError(f"{shown} is not a readable PNG or JPEG image "
+                         f"({str(exc)[:160]}).") from None
     pixels = np.asarray(gray, dtype=np.float32) / 255.0
     if pixels.mean() > 0.5:  # dark digit on a light background: invert to MNIST's look
         pixels = 1.0 - pixels
@@ -224,7 +271,7 @@ def _cmd_data(args) -> int:
 
     directory = resolve_data_dir(args.data_dir)
     if args.fetch:
-        download(directory, progress=sys.stderr.isatty())
+        download(directory, progress=sys.stderr.isatty(), deadline=args.deadline)
     print(f"MNIST directory: {directory}")
     report = status(directory)
     for name, state in report.items():
@@ -286,6 +333,19 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         for failure in registry.failures:
             print(f"  {failure.describe()}")
     return 0
+
+
+DOWNLOAD_DEADLINE = 300.0  # the default of nnframe.datasets.download, without importing it
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "--fetch downloads and verifies missing files.")
     p.add_argument("--data-dir", metavar="DIR", help="the MNIST directory to inspect")
     p.add_argument("--fetch", action="store_true", help="download missing or bad files")
+    p.add_argument("--deadline", type=_seconds, default=DOWNLOAD_DEADLINE, metavar="SECONDS",
+                   help="give up on a mirror after this long for one file and try the next "
+                   f"(default: {DOWNLOAD_DEADLINE:g})")
     p.set_defaults(func=_cmd_data)
     return parser
 
@@ -368,6 +431,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:
         _err(f"error: {exc}")
+        return 1
+    except MemoryError as exc:  # the last line of defence: never a traceback
+        detail = f" ({str(exc)[:160]})" if str(exc) else ""
+        _err(f"error: out of memory{detail}; use a smaller network (--hidden), fewer or "
+             "smaller images, or a smaller --batch-size.")
         return 1
     except KeyboardInterrupt:
         _err("interrupted")

@@ -9,11 +9,16 @@ gzip bomb cannot fill memory.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import http.client
 import os
+import socket
 import sys
 import tempfile
+import threading
+import time
 import urllib.request
 import warnings
 import zlib
@@ -196,13 +201,21 @@ def _scale(images: np.ndarray) -> np.ndarray:
 
 
 # -- downloading ---------------------------------------------------------------------------
+DOWNLOAD_DEADLINE = 300.0  # seconds for one file from one mirror, however the server trickles
+
+
 def download(data_dir: str | os.PathLike | None = None, *,
              mirror_urls: Sequence[str] | None = None, progress: bool = False,
-             timeout: float = 15.0) -> Path:
+             timeout: float = 15.0, deadline: float = DOWNLOAD_DEADLINE) -> Path:
     """Fetch every missing or bad MNIST file into the data directory; return it.
 
     Each file is tried from each mirror in turn, verified, then moved into place atomically.
+    ``timeout`` bounds each network wait; ``deadline`` bounds one file from one mirror as a
+    whole, so a server that trickles bytes or stalls after its headers counts as failed and
+    the next mirror is tried.
     """
+    if not deadline > 0:
+        raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
     directory = resolve_data_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
     urls = list(mirror_urls) if mirror_urls is not None else mirrors()
@@ -218,12 +231,13 @@ def download(data_dir: str | os.PathLike | None = None, *,
         for base in urls:
             url = base.rstrip("/") + f"/{spec.name}.gz"
             try:
-                _fetch_verified(url, directory / f"{spec.name}.gz", spec, progress, timeout)
+                _fetch_verified(url, directory / f"{spec.name}.gz", spec, progress, timeout,
+                                deadline)
                 if existing is not None and existing.suffix != ".gz":
                     existing.unlink()
                 break
-            except (OSError, DataError, ValueError) as exc:
-                failures.append(f"{url}: {exc}")
+            except (OSError, DataError, ValueError, http.client.HTTPException) as exc:
+                failures.append(f"{url}: {_short(exc) or type(exc).__name__}")
         else:
             raise DataError(f"could not download {spec.name}.gz from any mirror ("
                             + "; ".join(failures) + f"). Copy the MNIST files into {directory} "
@@ -231,29 +245,126 @@ def download(data_dir: str | os.PathLike | None = None, *,
     return directory
 
 
+class _Watchdog:
+    """Shuts down every socket of one download when its deadline passes.
+
+    A read blocked on a server that stalls (before or after its headers) then returns at
+    once instead of after each per-read timeout, so the deadline holds however the server
+    trickles. Sockets are found through the connection class given to urllib's handlers.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self.sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self, done: int) -> None:
+        if self.expired or self.left() <= 0:
+            self.expired = True
+            raise DataError(f"gave up after the {self.seconds:g} s deadline with {done:,} "
+                            "bytes received (the server is too slow or stalled)")
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self.sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _watch(self, sock) -> None:
+        with self._lock:
+            self.sockets.append(sock)
+            expired = self.expired
+        if expired:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def bound_timeouts(self, timeout: float) -> None:
+        """Each socket waits at most ``timeout`` and never past the deadline."""
+        wait = max(0.01, min(timeout, self.left()))
+        with self._lock:
+            sockets = list(self.sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.settimeout(wait)
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        watchdog = self
+
+        def watched(base):
+            class Watched(base):
+                def connect(self):
+                    super().connect()
+                    watchdog._watch(self.sock)
+            return Watched
+
+        class HTTP(urllib.request.HTTPHandler):
+            def do_open(self, http_class, req, **kwargs):
+                return super().do_open(watched(http_class), req, **kwargs)
+
+        class HTTPS(urllib.request.HTTPSHandler):
+            def do_open(self, http_class, req, **kwargs):
+                return super().do_open(watched(http_class), req, **kwargs)
+
+        return urllib.request.build_opener(HTTP(), HTTPS())
+
+
 def _fetch_verified(url: str, target: Path, spec: IdxFile, progress: bool,
-                    timeout: float) -> None:
+                    timeout: float, deadline: float = DOWNLOAD_DEADLINE) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    drawn = False
+    done = 0
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0)
-            if total > DOWNLOAD_LIMIT:
-                raise DataError(f"the server offers {total:,} bytes, too many for MNIST")
-            done = 0
-            while chunk := resp.read(1 << 16):
-                done += len(chunk)
-                if done > DOWNLOAD_LIMIT:
-                    raise DataError("the download exceeds any MNIST file's size")
-                out.write(chunk)
-                if progress:
-                    _draw(spec.name, done, total)
-            out.flush()
-            os.fsync(out.fileno())
-        if progress:
-            print(file=sys.stderr)
+        with _Watchdog(deadline) as watchdog:
+            try:
+                with os.fdopen(fd, "wb") as out, \
+                        watchdog.opener().open(url, timeout=min(timeout, deadline)) as resp:
+                    total = int(resp.headers.get("Content-Length") or 0)
+                    if total > DOWNLOAD_LIMIT:
+                        raise DataError(f"the server offers {total:,} bytes, too many for MNIST")
+                    if progress:
+                        _draw(spec.name, done, total)
+                        drawn = True
+                    while True:
+                        watchdog.check(done)
+                        watchdog.bound_timeouts(timeout)
+                        chunk = resp.read1(1 << 16)
+                        if not chunk:
+                            break
+                        done += len(chunk)
+                        if done > DOWNLOAD_LIMIT:
+                            raise DataError("the download exceeds any MNIST file's size")
+                        out.write(chunk)
+                        if progress:
+                            _draw(spec.name, done, total)
+                    watchdog.check(done)  # a shut-down socket reads as the end: not success
+                    out.flush()
+                    os.fsync(out.fileno())
+            except DataError:
+                raise
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                watchdog.check(done)  # the deadline, not the error it caused, is the reason
+                raise exc from None
         read_idx(Path(tmp), spec)  # verify before it takes the real name
         os.replace(tmp, target)
     finally:
+        if drawn:
+            print(file=sys.stderr, flush=True)
         if os.path.exists(tmp):
             os.unlink(tmp)
 

@@ -14,8 +14,9 @@ def nnframe_cli(*args, env=None, **kwargs):
     exe = SCRIPTS / "nnframe"
     assert exe.exists(), f"the nnframe console script is not installed at {exe}"
     full_env = {**os.environ, **(env or {})}
+    kwargs.setdefault("timeout", 600)
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env,
-                          timeout=600, **kwargs)
+                          **kwargs)
 
 
 def test_plugins_lists_every_name_with_its_distribution():
@@ -185,7 +186,7 @@ def test_predict_names_a_bad_image(sample_model, tmp_path):
     result = nnframe_cli("predict", str(out / "model.pkl"), str(tmp_path / "notes.png"))
     assert result.returncode == 1 and "not a readable PNG or JPEG" in result.stderr
     result = nnframe_cli("predict", str(out / "model.pkl"), str(tmp_path / "absent.png"))
-    assert result.returncode == 1 and "no image file" in result.stderr
+    assert result.returncode == 1 and "no PNG or JPEG image file" in result.stderr
 
 
 def test_data_shows_status_and_fetches_from_a_mirror(tmp_path):
@@ -209,3 +210,22 @@ def test_every_command_has_help(command):
     result = nnframe_cli(command, "--help")
     assert result.returncode == 0 and "usage: nnframe " + command in result.stdout
     assert len(result.stdout.splitlines()) > 3
+
+
+def test_data_fetch_gives_up_on_a_trickling_mirror_in_one_line(tmp_path):
+    from test_datasets import misbehaving_server
+
+    with misbehaving_server("trickle") as url:
+        result = nnframe_cli("data", "--fetch", "--deadline", "1", "--data-dir",
+                             str(tmp_path / "d"), env={"NNFRAME_MNIST_MIRRORS": url},
+                             timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and url in lines[0] and "1 s deadline" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf", "nan"])
+def test_data_refuses_a_nonsense_deadline(value):
+    result = nnframe_cli("data", "--deadline", value)
+    assert result.returncode == 2 and "positive number of seconds" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -151,3 +151,100 @@ def test_the_checksums_in_the_code_are_the_published_ones():
     assert datasets.FILES["train_images"].sha256.startswith("ba891046e650")
     assert datasets.FILES["test_labels"].sha256.startswith("ff7bcfd416de")
     assert sum(spec.size for spec in datasets.FILES.values()) == 54950048
+
+
+# -- slow and stalled mirrors (issue 11, item 15) ------------------------------------------
+import contextlib  # noqa: E402
+import http.server  # noqa: E402
+import threading  # noqa: E402
+
+DEADLINE = 1.0  # seconds per file per mirror in these tests; the default is 300
+
+
+@contextlib.contextmanager
+def misbehaving_server(mode):
+    """A server on 127.0.0.1 that answers every GET badly, in a bounded way.
+
+    ``trickle``: headers for 1,000 bytes, then one byte every 0.2 s (at most 150 bytes).
+    ``stall``: headers, then nothing until the test ends (at most 30 s).
+    ``silent``: accepts the connection and never answers (at most 30 s).
+    """
+    done = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            try:
+                if mode == "silent":
+                    done.wait(30)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.flush()
+                if mode == "stall":
+                    done.wait(30)
+                    return
+                for _ in range(150):
+                    if done.wait(0.2):
+                        return
+                    self.wfile.write(b"\x1f")
+                    self.wfile.flush()
+            except OSError:
+                pass  # the client gave up: that is the point
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        done.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(35)
+
+
+@pytest.mark.parametrize("mode", ["trickle", "stall", "silent"])
+def test_a_slow_or_stalled_mirror_fails_at_its_deadline(tmp_path, tiny, mode):
+    with misbehaving_server(mode) as url, pytest.raises(DataError) as info:
+        datasets.download(tmp_path, mirror_urls=[url], deadline=DEADLINE)
+    message = str(info.value)
+    assert url in message and "1 s deadline" in message, message
+    assert list(tmp_path.iterdir()) == []  # no temporary left behind
+
+
+def test_after_a_slow_mirror_the_next_one_is_tried(tmp_path, tiny):
+    _, files = tiny
+    write(tmp_path / "server", files)
+    with misbehaving_server("trickle") as slow, serve(tmp_path / "server") as good:
+        datasets.download(tmp_path / "cache", mirror_urls=[slow, good], deadline=DEADLINE)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(files)
+
+
+def test_the_final_error_names_each_mirror_and_why(tmp_path, tiny):
+    with misbehaving_server("trickle") as slow, misbehaving_server("stall") as stalled, \
+            pytest.raises(DataError) as info:
+        datasets.download(tmp_path, mirror_urls=[slow, UNREACHABLE, stalled],
+                          deadline=DEADLINE)
+    parts = str(info.value).split("; ")
+    assert slow in parts[0] and "deadline" in parts[0] and "bytes received" in parts[0]
+    assert UNREACHABLE in parts[1] and "refused" in parts[1].lower()
+    assert stalled in parts[2] and "deadline" in parts[2]
+
+
+def test_progress_is_drawn_while_a_slow_mirror_trickles(tmp_path, tiny, capsys):
+    with misbehaving_server("trickle") as url, pytest.raises(DataError):
+        datasets.download(tmp_path, mirror_urls=[url], deadline=DEADLINE, progress=True)
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte" in err and "MiB" in err
+    assert err.endswith("\n")  # the error that follows starts on a line of its own
+
+
+@pytest.mark.parametrize("deadline", [0, -1, float("nan")])
+def test_a_nonsense_deadline_is_refused(tmp_path, deadline):
+    with pytest.raises(ValueError, match="deadline"):
+        datasets.download(tmp_path, mirror_urls=[UNREACHABLE], deadline=deadline)

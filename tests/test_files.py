@@ -119,7 +119,7 @@ def test_size_cap_is_checked_before_reading(tmp_path, monkeypatch):
     reads = []
     real_read = os.read
     monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
-    with pytest.raises(ModelFileError, match="more than a model file may be"):
+    with pytest.raises(ModelFileError, match="over the 9,999-byte limit for model files"):
         _files.read_regular(path, limit=9_999, what="model file", error=ModelFileError)
     assert reads == []
 
