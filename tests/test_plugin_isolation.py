@@ -99,6 +99,25 @@ def test_a_lookup_from_inside_loading_is_reported_not_a_deadlock(make_plugin, so
                      "while plugins are being loaded")
 
 
+@pytest.mark.parametrize("source", [
+    hook("register_costs", 'nnframe.get_cost("mean_squared")'),
+    hook("register_activations", "raise KeyboardInterrupt"),
+    "raise SystemExit(0)\n",
+])
+def test_nnframe_plugins_lists_and_reports_a_bad_plugin(make_plugin, source):
+    make_plugin("nnframe-cube", CUBE)
+    make_plugin("nnframe-bad", source)
+    path = os.pathsep.join([str(make_plugin.site), ROOT, os.environ.get("PYTHONPATH", "")])
+    try:
+        done = subprocess.run([sys.executable, "-m", "nnframe", "plugins"], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": path}, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("`nnframe plugins` hung")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cube" in done.stdout and "relu" in done.stdout and "mean_squared" in done.stdout
+    assert "Failed to load:" in done.stdout and "nnframe-bad 1.0" in done.stdout
+
+
 def test_reentry_is_an_error_in_strict_mode(make_plugin):
     make_plugin("nnframe-reentrant", hook("register_costs", 'nnframe.get_cost("mean_squared")'))
     code = """
