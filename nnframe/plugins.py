@@ -107,6 +107,11 @@ class _Failed(Exception):
     """Plugin code failed and the failure has been reported; skip this plugin."""
 
 
+class _Verdict(PluginLoadError):
+    """nnframe's own finding about a plugin (raised inside :meth:`PluginHost.contain`),
+    reported as its bare message."""
+
+
 class PluginHost:
     """Owns a pluggy ``PluginManager`` and the provenance of every plugin in it."""
 
@@ -116,6 +121,9 @@ class PluginHost:
         self.providers: dict[str, Provider] = {}
         self.failures: list[PluginFailure] = []
         self.strict = strict_mode()
+        # The error report() raised on purpose (strict mode, or a warning filter set to
+        # "error"), which contain() must pass on instead of reporting it again.
+        self._stopping: BaseException | None = None
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> None:
@@ -154,16 +162,16 @@ class PluginHost:
         if plugin is None or (not isinstance(plugin, (types.ModuleType, type)) and not any(
                 callable(getattr(plugin, hook, None)) for hook in HOOK_NAMES)):
             # An int, a function, None...: pluggy would accept it and it would provide nothing.
-            raise PluginLoadError(
+            raise _Verdict(
                 f"the entry point resolves to {brief(plugin)}, not a module or object with "
                 f"nnframe hooks ({', '.join(HOOK_NAMES)}); point it at your plugin module")
         name = self.pm.register(plugin)
         if name is None:  # pragma: no cover - nnframe never blocks plugin names
-            raise PluginLoadError("pluggy refused to register it")
+            raise _Verdict("pluggy refused to register it")
         try:
             self.pm.check_pending()  # a misspelled hook name is an error, not silence
             if not self.pm.get_hookcallers(plugin):
-                raise PluginLoadError(
+                raise _Verdict(
                     f"{brief(plugin)} implements no nnframe hook; decorate "
                     f"{' or '.join(HOOK_NAMES)} with @nnframe.hookimpl")
         except BaseException:
@@ -179,7 +187,9 @@ class PluginHost:
         try:
             return function(*args)
         except BaseException as exc:
-            if isinstance(exc, PluginLoadError) and exc.__cause__ is None:
+            if exc is self._stopping:
+                raise
+            if type(exc) is _Verdict:
                 error = what + str(exc)  # nnframe's own verdict on the plugin
             else:
                 error = (f"{what}raised " if what else "") + _describe_exception(exc)
@@ -191,9 +201,15 @@ class PluginHost:
         self.failures.append(failure)
         message = f"nnframe could not load {failure.describe()}"
         if self.strict:
-            raise PluginLoadError(message + f" ({STRICT_ENV} is set)") from exc
-        warnings.warn(message + f". Other plugins still loaded; set {BUILTINS_ONLY_ENV}=1 to "
-                      "skip third-party plugins.", PluginWarning, stacklevel=4)
+            stop = PluginLoadError(message + f" ({STRICT_ENV} is set)")
+            self._stopping = stop  # contain() lets it through: loading ends here
+            raise stop from exc
+        try:
+            warnings.warn(message + f". Other plugins still loaded; set {BUILTINS_ONLY_ENV}=1 "
+                          "to skip third-party plugins.", PluginWarning, stacklevel=4)
+        except BaseException as raised:  # a warnings filter made it an error: the user's call
+            self._stopping = raised
+            raise
 
     # -- calling hooks -------------------------------------------------------------------
     def call_register_hook(self, hook_name: str) -> Iterator[tuple[object, Provider]]:
@@ -222,11 +238,11 @@ class PluginHost:
             return
         if isinstance(result, types.GeneratorType):
             # Not started, so none of its code ran; closing it runs nothing either.
-            raise PluginLoadError(
+            raise _Verdict(
                 "is a generator function (it contains yield), so calling it "
                 "ran none of its body and registered nothing; call register(obj) instead of "
                 "yielding")
-        raise PluginLoadError(
+        raise _Verdict(
             f"returned {brief(result)}; hooks register by calling "
             "register(obj) and must return None")
 

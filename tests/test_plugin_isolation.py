@@ -405,3 +405,20 @@ def test_the_same_object_from_two_plugins_is_still_a_conflict(make_plugin):
     with pytest.raises(DuplicateNameError, match="nnframe-cube.*nnframe-copycat|"
                                                  "nnframe-copycat.*nnframe-cube"):
         nnframe.get_activation("cube")
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_stop_on_purpose_is_not_reported_twice(make_plugin, monkeypatch, strict):
+    # Strict mode, or a warning filter set to "error", ends loading at the first failure;
+    # containment passes that on instead of wrapping it in a second report.
+    make_plugin("nnframe-bad", RAISING_REPR)
+    if strict:
+        monkeypatch.setenv("NNFRAME_STRICT_PLUGINS", "1")
+    expected = PluginLoadError if strict else PluginWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        with pytest.raises(expected) as info:
+            nnframe.list_activations()
+    message = str(info.value)
+    assert "nnframe-bad" in message and "not a subclass instance" in message
+    assert message.count("could not load") == 1
