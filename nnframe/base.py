@@ -85,7 +85,10 @@ class Cost:
     def fused_delta(self, activation: Activation) -> Delta | None:
         """Return ``f(a, y) -> dL/dz`` when this cost and ``activation`` have a numerically
         stable closed form (for example softmax with cross-entropy gives ``(a - y) / batch``),
-        else ``None``. It must equal ``activation.backward(z, a, self.gradient(a, y))``."""
+        else ``None``. It must equal ``activation.backward(z, a, self.gradient(a, y))``.
+
+        Recognise ``activation`` by identity (``type(activation) is MyActivation``), never by
+        its ``name``: anyone can name an object "softmax", with different maths."""
         return None
 
     def __repr__(self) -> str:

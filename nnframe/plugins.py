@@ -8,19 +8,30 @@ plugins are first loaded):
     instead of a warning (for plugin authors).
 ``NNFRAME_BUILTINS_ONLY=1``
     load only nnframe's built-in plugins; ignore every installed third-party plugin.
+
+Containment: every call into plugin code made while loading (importing the entry point,
+registering it with pluggy, calling a hook) goes through :meth:`PluginHost.contain`, which
+turns an exception of *any* kind, ``BaseException`` included, into a reported failure that
+names the entry point and distribution. That includes ``SystemExit``, ``GeneratorExit`` and
+``KeyboardInterrupt``: a ``KeyboardInterrupt`` raised by plugin code cannot be told apart from
+a real Ctrl-C arriving while that plugin's code runs, so both are reported as that plugin's
+failure and loading goes on; loading takes a moment, and a Ctrl-C after it interrupts as
+usual.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pluggy
 
 from . import _env, hookspecs
+from ._text import brief
 from .errors import PluginLoadError, PluginWarning
 
 ENTRY_POINT_GROUP = "nnframe"
@@ -77,8 +88,28 @@ def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
     return dist.metadata["Name"] or "unknown distribution", dist.version or "unknown version"
 
 
+HOOK_NAMES = ("register_activations", "register_costs")
+
+
 def _describe_exception(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """``Type: message``, bounded, and never raising (a plugin's exception may carry a
+    ``__str__`` that raises or a message megabytes long)."""
+    try:
+        text = str(exc)
+    except BaseException:
+        text = brief(exc)
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
+class _Failed(Exception):
+    """Plugin code failed and the failure has been reported; skip this plugin."""
+
+
+class _Verdict(PluginLoadError):
+    """nnframe's own finding about a plugin (raised inside :meth:`PluginHost.contain`),
+    reported as its bare message."""
 
 
 class PluginHost:
@@ -90,6 +121,9 @@ class PluginHost:
         self.providers: dict[str, Provider] = {}
         self.failures: list[PluginFailure] = []
         self.strict = strict_mode()
+        # The error report() raised on purpose (strict mode, or a warning filter set to
+        # "error"), which contain() must pass on instead of reporting it again.
+        self._stopping: BaseException | None = None
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> None:
@@ -111,37 +145,71 @@ class PluginHost:
         dist, version = _dist_of(ep)
         label = f"{ep.name} = {ep.value}"
         try:
-            plugin = ep.load()
-        except Exception as exc:
-            self.report(PluginFailure(label, dist, version, _describe_exception(exc)), exc)
+            plugin = self.contain(label, dist, version, "", ep.load)
+            if self.contain(label, dist, version, "", self._already_registered, plugin):
+                return  # two entry points naming one module
+            builtin = dist == "nnframe" and ep.value in DEFAULT_PLUGINS
+            provider = Provider(ep.name, ep.value, dist, version, builtin=builtin)
+            self.contain(label, dist, version, "", self._register, plugin, provider)
+        except _Failed:
             return
-        if self.pm.is_registered(plugin):  # two entry points naming one module
-            return
-        builtin = dist == "nnframe" and ep.value in DEFAULT_PLUGINS
-        provider = Provider(ep.name, ep.value, dist, version, builtin=builtin)
-        try:
-            self._register(plugin, provider)
-        except Exception as exc:
-            self.report(PluginFailure(label, dist, version, _describe_exception(exc)), exc)
+
+    def _already_registered(self, plugin: object) -> bool:
+        # pluggy compares with ==, which is the plugin's own code.
+        return plugin is not None and self.pm.is_registered(plugin)
 
     def _register(self, plugin: object, provider: Provider) -> None:
+        if plugin is None or (not isinstance(plugin, (types.ModuleType, type)) and not any(
+                callable(getattr(plugin, hook, None)) for hook in HOOK_NAMES)):
+            # An int, a function, None...: pluggy would accept it and it would provide nothing.
+            raise _Verdict(
+                f"the entry point resolves to {brief(plugin)}, not a module or object with "
+                f"nnframe hooks ({', '.join(HOOK_NAMES)}); point it at your plugin module")
         name = self.pm.register(plugin)
+        if name is None:  # pragma: no cover - nnframe never blocks plugin names
+            raise _Verdict("pluggy refused to register it")
         try:
             self.pm.check_pending()  # a misspelled hook name is an error, not silence
-        except Exception:
+            if not self.pm.get_hookcallers(plugin):
+                raise _Verdict(
+                    f"{brief(plugin)} implements no nnframe hook; decorate "
+                    f"{' or '.join(HOOK_NAMES)} with @nnframe.hookimpl")
+        except BaseException:
             self.pm.unregister(plugin)
             raise
-        assert name is not None
         self.providers[name] = provider
+
+    def contain(self, plugin: str, distribution: str, version: str, what: str,
+                function: Callable, *args: object) -> object:
+        """Call ``function`` (plugin code, or code that runs it) with ``args``; on an exception
+        of any kind, report the plugin and raise :class:`_Failed`. The one place where a
+        plugin's exceptions are caught. ``what`` prefixes the failure, e.g. ``"hook() "``."""
+        try:
+            return function(*args)
+        except BaseException as exc:
+            if exc is self._stopping:
+                raise
+            if type(exc) is _Verdict:
+                error = what + str(exc)  # nnframe's own verdict on the plugin
+            else:
+                error = (f"{what}raised " if what else "") + _describe_exception(exc)
+            self.report(PluginFailure(plugin, distribution, version, error), exc)
+            raise _Failed from None
 
     def report(self, failure: PluginFailure, exc: BaseException | None = None) -> None:
         """Record a failure: a warning normally, an error in strict mode."""
         self.failures.append(failure)
         message = f"nnframe could not load {failure.describe()}"
         if self.strict:
-            raise PluginLoadError(message + f" ({STRICT_ENV} is set)") from exc
-        warnings.warn(message + f". Other plugins still loaded; set {BUILTINS_ONLY_ENV}=1 to "
-                      "skip third-party plugins.", PluginWarning, stacklevel=4)
+            stop = PluginLoadError(message + f" ({STRICT_ENV} is set)")
+            self._stopping = stop  # contain() lets it through: loading ends here
+            raise stop from exc
+        try:
+            warnings.warn(message + f". Other plugins still loaded; set {BUILTINS_ONLY_ENV}=1 "
+                          "to skip third-party plugins.", PluginWarning, stacklevel=4)
+        except BaseException as raised:  # a warnings filter made it an error: the user's call
+            self._stopping = raised
+            raise
 
     # -- calling hooks -------------------------------------------------------------------
     def call_register_hook(self, hook_name: str) -> Iterator[tuple[object, Provider]]:
@@ -155,12 +223,31 @@ class PluginHost:
             provider = self.providers[self.pm.get_name(impl.plugin)]
             registered: list[object] = []
             try:
-                impl.function(**{arg: registered.append for arg in impl.argnames})
-            except Exception as exc:
-                self.report(PluginFailure(provider.plugin, provider.distribution,
-                                          provider.version,
-                                          f"{hook_name}() raised {_describe_exception(exc)}"),
-                            exc)
+                self.contain(provider.plugin, provider.distribution, provider.version,
+                             f"{hook_name}() ", self._call_hook, impl.function,
+                             {arg: registered.append for arg in impl.argnames})
+            except _Failed:
                 continue
             for obj in registered:
                 yield obj, provider
+
+    @staticmethod
+    def _call_hook(function: Callable, kwargs: dict) -> None:
+        result = function(**kwargs)
+        if result is None:
+            return
+        if isinstance(result, types.GeneratorType):
+            # Not started, so none of its code ran; closing it runs nothing either.
+            raise _Verdict(
+                "is a generator function (it contains yield), so calling it "
+                "ran none of its body and registered nothing; call register(obj) instead of "
+                "yielding")
+        raise _Verdict(
+            f"returned {brief(result)}; hooks register by calling "
+            "register(obj) and must return None")
+
+    def check(self, provider: Provider, what: str, function: Callable, *args: object) -> object:
+        """Run a check of one registered object (plugin code: its properties, its methods),
+        contained like every other call into a plugin. Raises :class:`_Failed` if reported."""
+        return self.contain(provider.plugin, provider.distribution, provider.version, what,
+                            function, *args)

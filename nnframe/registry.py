@@ -8,17 +8,26 @@ lookup or listing, never on ``import nnframe``.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._text import brief
 from .base import Activation, Cost
-from .errors import DuplicateNameError, NNFrameError, PluginContractError, UnknownNameError
-from .plugins import PluginFailure, PluginHost, Provider
+from .errors import (
+    DuplicateNameError,
+    NNFrameError,
+    PluginContractError,
+    PluginError,
+    UnknownNameError,
+)
+from .plugins import PluginFailure, PluginHost, Provider, _describe_exception, _Failed
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+# Always used with fullmatch: with match, "$" also matches before a trailing newline.
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 _KINDS = {"activation": Activation, "cost": Cost}
 PLUGINS_HINT = "Run `nnframe plugins` (or `python -m nnframe plugins`) to list installed plugins."
 
@@ -40,6 +49,9 @@ class Registry:
     conflicts: dict[tuple[str, str], list[Provider]] = field(default_factory=dict)
     rejected: dict[tuple[str, str], str] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
+    # Every (provider, object) that claimed a name, to tell a repeat from a conflict.
+    _claims: dict[tuple[str, str], list[tuple[Provider, object]]] = field(
+        default_factory=dict, repr=False)
 
     @classmethod
     def build(cls) -> Registry:
@@ -49,7 +61,10 @@ class Registry:
         for kind, hook_name in (("activation", "register_activations"),
                                 ("cost", "register_costs")):
             for obj, provider in host.call_register_hook(hook_name):
-                registry._add(host, kind, obj, provider)
+                try:
+                    host.check(provider, "", registry._add, host, kind, obj, provider)
+                except _Failed:
+                    continue
         registry.failures = host.failures
         if host.strict and registry.conflicts:
             (kind, name), providers = next(iter(registry.conflicts.items()))
@@ -57,25 +72,30 @@ class Registry:
         return registry
 
     def _add(self, host: PluginHost, kind: str, obj: object, provider: Provider) -> None:
+        """Check and file one registered object. Runs inside ``host.check``: whatever the
+        object's own code raises (its ``name`` property, its ``__repr__``, its methods) is
+        reported against its plugin, never raised out of the build."""
         try:
-            check_contract(obj, kind)
+            name = check_contract(obj, kind)
         except PluginContractError as exc:
             name = getattr(obj, "name", None)
             message = f"{provider.describe()} registered an invalid {kind}: {exc}"
-            if isinstance(name, str) and name:
+            if type(name) is str and name:
                 self.rejected[(kind, name.lower())] = message
             host.report(PluginFailure(provider.plugin, provider.distribution, provider.version,
-                                      f"rejected {kind} {name!r}: {exc}"),
+                                      f"rejected {kind} {brief(name)}: {exc}"),
                         PluginContractError(message))
             return
-        name = obj.name
         table = self.entries[kind]
-        if (kind, name) in self.conflicts:
-            self.conflicts[(kind, name)].append(provider)
-        elif name in table:
-            self.conflicts[(kind, name)] = [table.pop(name).provider, provider]
-        else:
+        claims = self._claims.setdefault((kind, name), [])
+        if any(p == provider and o is obj for p, o in claims):
+            return  # the same object registered again by the same plugin: one registration
+        claims.append((provider, obj))
+        if len(claims) == 1:
             table[name] = Entry(name, kind, obj, provider)
+        else:
+            table.pop(name, None)
+            self.conflicts[(kind, name)] = list(dict.fromkeys(p for p, _ in claims))
 
     def lookup(self, kind: str, name: str) -> Entry:
         if not isinstance(name, str):
@@ -108,30 +128,38 @@ def _example(kind: str) -> str:
 
 
 def _duplicate_message(kind: str, name: str, providers: list[Provider]) -> str:
+    if len(providers) == 1:
+        return (f"The {kind} name {name!r} is registered twice, by two different objects, by "
+                f"{providers[0].describe()}. A plugin registers one object per name; report "
+                f"it to the plugin's authors or uninstall it (pip uninstall ...). "
+                f"{PLUGINS_HINT}")
     who = " and ".join(p.describe() for p in providers)
     return (f"The {kind} name {name!r} is registered by more than one plugin: {who}. "
             f"Uninstall one of them (pip uninstall ...); nnframe never picks one silently. "
             f"{PLUGINS_HINT}")
 
 
-def check_contract(obj: object, kind: str) -> None:
+def check_contract(obj: object, kind: str) -> str:
     """Reject an object that cannot work as an ``kind`` ("activation" or "cost").
 
     A quick structural probe, run once per object: the base class, the name, and that
     forward keeps the shape (activations) or loss is a finite scalar and the gradient is
     shaped like the output (costs). ``nnframe.testing`` holds the thorough checks.
+    Returns the name, read once (a property could answer differently each time).
     """
     base = _KINDS[kind]
+    cls = _class_name(obj)
     if not isinstance(obj, base):
         raise PluginContractError(
-            f"{obj!r} is a {type(obj).__name__}, not a subclass instance of "
+            f"{brief(obj)} is a {cls}, not a subclass instance of "
             f"nnframe.{base.__name__}; subclass nnframe.{base.__name__} and register an "
             "instance.")
     name = getattr(obj, "name", None)
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise PluginContractError(
-            f"{type(obj).__name__}.name is {name!r}; set it to a lowercase snake_case string "
+            f"{cls}.name is {brief(name)}; set it to a lowercase snake_case string "
             "such as 'leaky_relu'.")
+    name = str.__str__(name)  # a plain str, whatever subclass the plugin used
     z = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
     try:
         with np.errstate(all="ignore"):
@@ -144,7 +172,7 @@ def check_contract(obj: object, kind: str) -> None:
                 loss = obj.loss(a, y)
                 if not np.isscalar(loss) and np.ndim(loss) != 0:
                     raise PluginContractError(
-                        f"{type(obj).__name__}.loss(a, y) returned an array of shape "
+                        f"{cls}.loss(a, y) returned an array of shape "
                         f"{np.shape(loss)}; it must return one float (the batch mean).")
                 out = obj.gradient(a, y)
                 what = "gradient(a, y)"
@@ -152,35 +180,74 @@ def check_contract(obj: object, kind: str) -> None:
         raise
     except Exception as exc:
         raise PluginContractError(
-            f"{type(obj).__name__} raised {type(exc).__name__}: {exc} on a (3, 4) float64 "
-            "probe.") from exc
+            f"{cls} raised {_describe_exception(exc)} on a (3, 4) float64 probe.") from exc
     if not isinstance(out, np.ndarray) or out.shape != z.shape:
-        got = getattr(out, "shape", type(out).__name__)
+        got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
         raise PluginContractError(
-            f"{type(obj).__name__}.{what} returned {got} for input of shape (3, 4); it must "
+            f"{cls}.{what} returned {got} for input of shape (3, 4); it must "
             "return an array of the same shape.")
+    return name
+
+
+def _class_name(obj: object) -> str:
+    name = type(obj).__name__
+    return name if type(name) is str and len(name) <= 80 else "object"
 
 
 _lock = threading.Lock()
 _registry: Registry | None = None
+# The thread that is building the registry (loading plugins), if any. A plugin that looks a
+# name up from its import or its hook comes back here on that thread: waiting for the lock
+# would wait for itself, so that is an error (reported against the plugin) instead.
+_builder: int | None = None
+
+
+def _refuse_reentry(what: str) -> None:
+    if _builder is not None and _builder == threading.get_ident():
+        raise PluginError(
+            f"nnframe.{what}() was called while plugins are being loaded, from a plugin's "
+            "import or register hook; the names are not known yet. Look names up when your "
+            "objects are used (in forward, loss...), not while registering them.")
 
 
 def get_registry() -> Registry:
     """Return the registry, loading every plugin on first use."""
-    global _registry
-    if _registry is None:
-        with _lock:
-            if _registry is None:
+    global _registry, _builder
+    registry = _registry
+    if registry is not None:
+        return registry
+    _refuse_reentry("get_registry")
+    with _lock:
+        if _registry is None:
+            _builder = threading.get_ident()
+            try:
                 _registry = Registry.build()
-    return _registry
+            finally:
+                _builder = None
+        return _registry
 
 
 def reload_plugins() -> Registry:
     """Forget every loaded plugin and discover them again (reads the switches anew)."""
     global _registry
+    _refuse_reentry("reload_plugins")
     with _lock:
         _registry = None
     return get_registry()
+
+
+def _after_fork_in_child() -> None:
+    """A fork() copies the lock as it was: held for ever if another thread held it. Only the
+    forking thread exists in the child, so a fresh lock is right; an unfinished build is
+    abandoned (the registry stays None and the child builds its own)."""
+    global _lock, _builder
+    _lock = threading.Lock()
+    if _builder is not None and _builder != threading.get_ident():
+        _builder = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def provider_of(obj: Activation | Cost) -> Provider | None:

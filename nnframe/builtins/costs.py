@@ -11,6 +11,7 @@ import numpy as np
 from ..base import Cost
 from ..hookspecs import hookimpl
 from ..ops import row_sums
+from .activations import Sigmoid, Softmax
 
 _LIMITS = {np.dtype(t): (np.finfo(t).tiny, 1.0 - np.finfo(t).epsneg)
            for t in (np.float16, np.float32, np.float64)}
@@ -57,6 +58,11 @@ class CrossEntropy(Cost):
     output, where each unit is an independent probability, ``cross_entropy`` means
     :class:`BinaryCrossEntropy` (as in the classic design, whose sigmoid delta was
     ``a - y``); :meth:`for_output` makes that choice when the network is built.
+
+    Both choices are made by identity, never by name: only the built-in classes themselves
+    (exact type, so a subclass that overrides ``forward`` or ``gradient`` is not trusted)
+    get them. Anything else, such as a user's own activation named ``"softmax"``, goes
+    through the chain rule, ``activation.backward(z, a, gradient(a, y))``.
     """
 
     name = "cross_entropy"
@@ -72,12 +78,12 @@ class CrossEntropy(Cost):
         return np.where(a >= tiny, -y / np.maximum(a, tiny), 0.0).astype(a.dtype) / len(a)
 
     def for_output(self, activation):
-        if activation.name == "sigmoid":
+        if _exactly(self, CrossEntropy) and _exactly(activation, Sigmoid):
             return BinaryCrossEntropy()
         return self
 
     def fused_delta(self, activation):
-        if activation.name == "softmax":
+        if _exactly(self, CrossEntropy) and _exactly(activation, Softmax):
             return _softmax_cross_entropy_delta
         return None
 
@@ -101,9 +107,15 @@ class BinaryCrossEntropy(Cost):
         return np.where(p == a, (p - y) / (p * (1.0 - p)), 0.0).astype(a.dtype) / len(a)
 
     def fused_delta(self, activation):
-        if activation.name == "sigmoid":
+        if _exactly(self, BinaryCrossEntropy) and _exactly(activation, Sigmoid):
             return _difference_over_batch
         return None
+
+
+def _exactly(obj, cls) -> bool:
+    """True only for an instance of ``cls`` itself: a closed form is the maths of these exact
+    classes, so neither a name nor a subclass (which may override the maths) selects it."""
+    return type(obj) is cls
 
 
 def _difference_over_batch(a, y):
