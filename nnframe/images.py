@@ -11,8 +11,9 @@ to 28x28 instead leaves a small off-centre digit as a faint smudge in a corner, 
 model has never seen, so :func:`to_mnist` repeats MNIST's steps:
 
 1. Transparency is composited over white, from the alpha channel (or a palette's
-   transparency), because drawing apps export ink in alpha and leave the colour channels
-   meaningless (often all black).
+   transparency). When the border is transparent the picture is ink on a transparent
+   sheet, as drawing apps export it, and the digit is read from alpha alone: the colour
+   channels there are meaningless (all black, white for a dark theme, or junk).
 2. The picture becomes greyscale. The background level is the median of the outer ring of
    pixels (robust to ink touching the edge); on a light background the picture is inverted,
    so the digit is light on dark like MNIST's.
@@ -121,8 +122,14 @@ def _greyscale(image: Image) -> np.ndarray:
         mode in ("P", "L", "RGB", "1") and "transparency" in image.info)
     if has_alpha:
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
-        luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
         alpha = rgba[..., 3]
+        if np.median(_ring(alpha)) < 0.5:
+            # Ink on a transparent sheet, as drawing apps export it: the digit is where the
+            # sheet is opaque, whatever the colour there (often black, or white for a dark
+            # theme, or left undefined), so it is read from alpha alone, as dark on white.
+            return 1.0 - alpha
+        # An opaque picture (perhaps with transparent corners): composite over white.
+        luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
         return luma * alpha + (1.0 - alpha)
     if mode.startswith("I;16"):
         return np.asarray(image, dtype=np.float64) / 65535.0
