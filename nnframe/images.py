@@ -15,8 +15,8 @@ model has never seen, so :func:`to_mnist` repeats MNIST's steps:
    sheet, as drawing apps export it, and the digit is read from alpha alone: the colour
    channels there are meaningless (all black, white for a dark theme, or junk).
 2. The picture becomes greyscale. The background level is the median of the outer ring of
-   pixels (robust to ink touching the edge); on a light background the picture is inverted,
-   so the digit is light on dark like MNIST's.
+   pixels (robust to ink touching the edge); when the ink is darker than the background
+   the picture is inverted, so the digit is light on dark like MNIST's.
 3. The background level is removed, and ink below a threshold is dropped (see
    :func:`_ink`), so paper texture, sensor noise, JPEG ringing and a grey or tinted
    background do not count as ink; the rest is stretched so the stroke core is 1.0.
@@ -172,7 +172,10 @@ def _ink(grey: np.ndarray) -> np.ndarray:
     """
     ring = _ring(grey)
     background = float(np.median(ring))
-    if background > 0.5:  # dark digit on light paper: make it light on dark like MNIST
+    # Ink is whichever side of the background reaches further (noise reaches both sides
+    # about equally): dark ink on light or mid-grey paper is inverted to MNIST's light on
+    # dark. A mid-grey background with lighter ink is left as it is.
+    if background - float(grey.min()) > float(grey.max()) - background:
         grey = 1.0 - grey
         ring = 1.0 - ring
         background = 1.0 - background
@@ -186,6 +189,8 @@ def _ink(grey: np.ndarray) -> np.ndarray:
                          "dark.")
     core = float(np.percentile(ink[ink > 0.5 * peak], 90))
     threshold = max(floor, PEAK_FRACTION * core)
+    if core <= threshold:  # a faint digit: the brightest pixel is the only reliable level
+        core = peak
     return np.clip((ink - threshold) / (core - threshold), 0.0, 1.0)
 
 
@@ -267,6 +272,9 @@ def _to_box(work: np.ndarray) -> np.ndarray:
 def _centre(box: np.ndarray) -> np.ndarray:
     h, w = box.shape
     mass = float(box.sum())
+    if mass <= 0.0:
+        raise InputError("no digit was found in the image: its ink vanished when scaled "
+                         "down. Give a picture of one digit, dark on light or light on dark.")
     rows, cols = np.arange(h), np.arange(w)
     cy = float(box.sum(axis=1) @ rows) / mass
     cx = float(box.sum(axis=0) @ cols) / mass

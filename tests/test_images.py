@@ -48,11 +48,11 @@ def mnist():
 def model(mnist):
     network = nnframe.NeuralNetwork(3, [784, 128, 10], [None, "relu", "softmax"],
                                     "cross_entropy", seed=0)
-    # 20,000 rows and 3 epochs of full MNIST (about 97% on the test digits) or the whole
+    # 30,000 rows for 2 epochs of full MNIST (about 92% on the test digits), or the whole
     # 4,000-row sample for longer: a few seconds either way.
-    rows = min(len(mnist.x_train), 20_000)
-    epochs = 3 if rows >= 20_000 else 15
-    network.train(64, mnist.x_train[:rows], mnist.y_train[:rows], epochs, 0.1)
+    rows = min(len(mnist.x_train), 30_000)
+    epochs = 2 if rows >= 30_000 else 15
+    network.train(128, mnist.x_train[:rows], mnist.y_train[:rows], epochs, 0.3)
     return network
 
 
@@ -128,7 +128,7 @@ class Painter:
 def _encode(image: Image.Image, fmt: str) -> bytes:
     out = io.BytesIO()
     if fmt == "PNG":
-        image.save(out, "PNG", compress_level=1)
+        image.save(out, "PNG", compress_level=0)  # stored: noise does not compress
     else:
         image.save(out, fmt, quality=85)
     return out.getvalue()
@@ -218,7 +218,13 @@ def test_light_on_dark_equals_dark_on_light(one_digit):
 def test_grey_background_and_faint_ink_are_normalised(one_digit):
     reference = to_mnist(_grey(one_digit))
     faint = to_mnist(_grey(one_digit, paper=0.6, ink=0.4))
-    assert np.abs(reference - faint).mean() < 0.01
+    assert np.abs(reference - faint).mean() < 0.02
+
+
+@pytest.mark.parametrize("ink", [0.2, 0.8], ids=["darker", "lighter"])
+def test_mid_grey_background_either_polarity(one_digit, ink):
+    reference = to_mnist(_grey(one_digit))
+    assert np.abs(to_mnist(_grey(one_digit, paper=0.5, ink=ink)) - reference).mean() < 0.02
 
 
 def test_rgba_reads_the_alpha_channel(one_digit):
@@ -227,6 +233,18 @@ def test_rgba_reads_the_alpha_channel(one_digit):
     rgba[..., 3] = np.round(one_digit * 255).astype(np.uint8)
     out = to_mnist(Image.fromarray(rgba))
     assert np.abs(out - to_mnist(_grey(one_digit))).mean() < 0.01
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0), (255, 255, 255)], ids=["black", "white"])
+def test_opaque_rgba_is_read_from_colour_and_transparent_rgba_from_alpha(one_digit, colour):
+    reference = to_mnist(_grey(one_digit))
+    opaque = np.full((*one_digit.shape, 4), 255, dtype=np.uint8)
+    opaque[..., :3] = np.asarray(_grey(one_digit))[..., None]  # a photo that has alpha
+    assert np.abs(to_mnist(Image.fromarray(opaque)) - reference).mean() < 0.01
+    sheet = np.zeros((*one_digit.shape, 4), dtype=np.uint8)
+    sheet[..., :3] = colour  # a white pen on a transparent sheet reads as well as a black one
+    sheet[..., 3] = np.round(one_digit * 255).astype(np.uint8)
+    assert np.abs(to_mnist(Image.fromarray(sheet)) - reference).mean() < 0.01
 
 
 def test_palette_transparency_is_composited_over_white(one_digit):
