@@ -112,7 +112,7 @@ def to_mnist(image: Image) -> np.ndarray:
 
 # -- 1 and 2: greyscale over white, light digit on dark --------------------------------------
 def _greyscale(image: Image) -> np.ndarray:
-    """Float64 greyscale in [0, 1] with transparency composited over white."""
+    """Float32 greyscale in [0, 1] with transparency composited over white."""
     _pil()
     from PIL import ImageOps
 
@@ -121,7 +121,9 @@ def _greyscale(image: Image) -> np.ndarray:
     has_alpha = "A" in image.getbands() or "a" in image.getbands() or (
         mode in ("P", "L", "RGB", "1") and "transparency" in image.info)
     if has_alpha:
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
+        if mode == "La":  # premultiplied grey: Pillow converts it only to LA
+            image = image.convert("LA")
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / np.float32(255)
         alpha = rgba[..., 3]
         if np.median(_ring(alpha)) < 0.5:
             # Ink on a transparent sheet, as drawing apps export it: the digit is where the
@@ -129,23 +131,23 @@ def _greyscale(image: Image) -> np.ndarray:
             # theme, or left undefined), so it is read from alpha alone, as dark on white.
             return 1.0 - alpha
         # An opaque picture (perhaps with transparent corners): composite over white.
-        luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
+        luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         return luma * alpha + (1.0 - alpha)
     if mode.startswith("I;16"):
-        return np.asarray(image, dtype=np.float64) / 65535.0
+        return np.asarray(image, dtype=np.float32) / np.float32(65535)
     if mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
         values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
         top = 1.0 if mode == "F" else 255.0
         if values.max(initial=0.0) > top:
             top = 65535.0 if values.max() <= 65535 else float(values.max())
-        return np.clip(values / top, 0.0, 1.0)
+        return np.clip(values / top, 0.0, 1.0).astype(np.float32)
     if mode != "L":
         try:
             image = image.convert("L")
         except ValueError:  # a mode with no direct route to L (e.g. HSV, LAB)
             image = image.convert("RGB").convert("L")
-    return np.asarray(image, dtype=np.float64) / 255.0
+    return np.asarray(image, dtype=np.float32) / np.float32(255)
 
 
 def _ring(values: np.ndarray) -> np.ndarray:
@@ -176,11 +178,12 @@ def _ink(grey: np.ndarray) -> np.ndarray:
     # about equally): dark ink on light or mid-grey paper is inverted to MNIST's light on
     # dark. A mid-grey background with lighter ink is left as it is.
     if background - float(grey.min()) > float(grey.max()) - background:
-        grey = 1.0 - grey
-        ring = 1.0 - ring
-        background = 1.0 - background
-    noise = 1.4826 * float(np.median(np.abs(ring - background)))
-    ink = grey - background
+        ink = np.subtract(np.float32(background), grey, dtype=np.float32)
+        ring = background - ring
+    else:
+        ink = np.subtract(grey, np.float32(background), dtype=np.float32)
+        ring = ring - background
+    noise = 1.4826 * float(np.median(np.abs(ring)))
     peak = float(ink.max(initial=0.0))
     floor = max(MIN_CONTRAST, NOISE_SIGMAS * noise)
     if peak <= floor:
@@ -191,7 +194,9 @@ def _ink(grey: np.ndarray) -> np.ndarray:
     threshold = max(floor, PEAK_FRACTION * core)
     if core <= threshold:  # a faint digit: the brightest pixel is the only reliable level
         core = peak
-    return np.clip((ink - threshold) / (core - threshold), 0.0, 1.0)
+    ink -= np.float32(threshold)
+    ink *= np.float32(1.0 / (core - threshold))
+    return np.clip(ink, 0.0, 1.0, out=ink)
 
 
 # -- 5: strokes as thick as MNIST's, then 20 pixels on the longer side -----------------------

@@ -256,7 +256,8 @@ def test_palette_transparency_is_composited_over_white(one_digit):
     assert np.abs(to_mnist(p) - expected).mean() < 0.01
 
 
-@pytest.mark.parametrize("mode", ["RGB", "LA", "1", "I;16", "I", "F", "CMYK", "P"])
+@pytest.mark.parametrize("mode", ["RGB", "LA", "La", "RGBa", "PA", "1", "I;16", "I", "F",
+                                  "CMYK", "YCbCr", "P"])
 def test_every_mode_reads_the_same_digit(one_digit, mode):
     grey = _grey(one_digit)
     if mode == "I;16":
@@ -264,6 +265,8 @@ def test_every_mode_reads_the_same_digit(one_digit, mode):
         assert image.mode == "I;16"
     elif mode == "F":
         image = Image.fromarray(np.asarray(grey, dtype=np.float32) / 255)
+    elif mode in ("La", "RGBa", "PA"):  # reached from RGBA only
+        image = grey.convert("RGBA").convert(mode)
     else:
         image = grey.convert(mode)
     tolerance = 0.05 if mode == "1" else 0.01  # "1" dithers
