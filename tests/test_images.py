@@ -52,8 +52,13 @@ def model(mnist):
     # 4,000-row sample for longer: a few seconds either way.
     rows = min(len(mnist.x_train), 30_000)
     epochs = 2 if rows >= 30_000 else 15
-    network.train(128, mnist.x_train[:rows], mnist.y_train[:rows], epochs, 0.3)
+    network.train(128, mnist.x_train[:rows], mnist.y_train[:rows], epochs, 0.3, seed=0)
     return network
+
+
+def _picked(mnist) -> np.ndarray:
+    """N_DIGITS test digits spread over the test set (the sample's is sorted by digit)."""
+    return np.arange(N_DIGITS) * (len(mnist.x_test) // N_DIGITS)
 
 
 def _accuracy(model, rows: np.ndarray, labels: np.ndarray) -> float:
@@ -143,9 +148,9 @@ def _squash(image: Image.Image) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def readings(mnist):
-    """{format: (new rows, old rows)} for the first N_DIGITS test digits in each format."""
+    """{format: (new rows, old rows)} for the picked test digits in each format."""
     painter = Painter(seed=1)
-    digits = mnist.x_test[:N_DIGITS].reshape(-1, 28, 28)
+    digits = mnist.x_test[_picked(mnist)].reshape(-1, 28, 28)
     result = {}
     for fmt in FORMATS:
         new, old = [], []
@@ -161,8 +166,8 @@ def readings(mnist):
 # -- the model's view: generated pictures read as well as clean digits -------------------------
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_generated_pictures_classify_like_clean_digits(model, mnist, readings, fmt):
-    labels = mnist.y_test[:N_DIGITS]
-    clean = _accuracy(model, mnist.x_test[:N_DIGITS], labels)
+    labels = mnist.y_test[_picked(mnist)]
+    clean = _accuracy(model, mnist.x_test[_picked(mnist)], labels)
     new_rows, old_rows = readings[fmt]
     new = _accuracy(model, new_rows, labels)
     old = _accuracy(model, old_rows, labels)
@@ -212,7 +217,10 @@ def _grey(alpha: np.ndarray, paper: float = 1.0, ink: float = 0.0) -> Image.Imag
 def test_light_on_dark_equals_dark_on_light(one_digit):
     dark_on_light = to_mnist(_grey(one_digit, paper=0.95, ink=0.1))
     light_on_dark = to_mnist(_grey(one_digit, paper=0.1, ink=0.95))
-    assert np.abs(dark_on_light - light_on_dark).max() < 0.02
+    difference = np.abs(dark_on_light - light_on_dark)
+    # Rounding to 8 bits differs between the two, so a source pixel at the threshold may
+    # fall on either side: at most one of the 16 or so averaged into an output pixel.
+    assert difference.max() < 0.1 and difference.mean() < 0.002
 
 
 def test_grey_background_and_faint_ink_are_normalised(one_digit):
@@ -267,15 +275,32 @@ def test_every_mode_reads_the_same_digit(one_digit, mode):
         image = Image.fromarray(np.asarray(grey, dtype=np.float32) / 255)
     elif mode in ("La", "RGBa", "PA"):  # reached from RGBA only
         image = grey.convert("RGBA").convert(mode)
+    elif mode == "1":  # a bilevel scan, like NIST's own digits
+        image = grey.convert("1", dither=Image.Dither.NONE)
     else:
         image = grey.convert(mode)
-    tolerance = 0.05 if mode == "1" else 0.01  # "1" dithers
-    assert np.abs(to_mnist(image) - to_mnist(grey)).mean() < tolerance
+    out, reference = to_mnist(image), to_mnist(grey)
+    if mode == "1":  # no anti-aliased edge to lose: bolder, but the same shape
+        a, b = out > 0.3, reference > 0.3
+        assert np.count_nonzero(a & b) / np.count_nonzero(a | b) > 0.75
+    else:
+        assert np.abs(out - reference).mean() < 0.01
 
 
 def test_round_trip_through_read_image_png(one_digit):
     data = _encode(_grey(one_digit), "PNG")
     assert np.array_equal(to_mnist(read_image(data, "x.png")), to_mnist(_grey(one_digit)))
+
+
+def test_exif_orientation_is_applied(one_digit):
+    """A phone stores pixels as the sensor saw them and the rotation in EXIF."""
+    upright = _grey(one_digit)
+    exif = Image.Exif()
+    exif[0x0112] = 3  # Orientation: rotate 180 degrees to display
+    out = io.BytesIO()
+    upright.rotate(180).save(out, "PNG", exif=exif)
+    image = read_image(out.getvalue(), "photo.png")
+    assert np.abs(to_mnist(image) - to_mnist(upright)).mean() < 0.01
 
 
 # -- thin strokes on a large canvas -----------------------------------------------------------
