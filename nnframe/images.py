@@ -36,6 +36,7 @@ decompression-bomb checks are errors) and reports every failure as an
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import warnings
@@ -101,6 +102,11 @@ def to_mnist(image: Image) -> np.ndarray:
     ``image`` is a ``PIL.Image.Image`` of any mode. Raises :class:`InputError` when the
     image holds no digit (it is all one colour, or only noise).
     """
+    if not callable(getattr(image, "getbands", None)):
+        raise InputError(f"to_mnist takes a PIL.Image.Image, not {type(image).__name__}; "
+                         "open the file with nnframe.images.read_image.")
+    if image.width == 0 or image.height == 0:
+        raise InputError("no digit was found in the image: it has no pixels.")
     grey = _greyscale(image)
     ink = _ink(grey)
     rows = np.flatnonzero(ink.any(axis=1))
@@ -116,7 +122,10 @@ def _greyscale(image: Image) -> np.ndarray:
     _pil()
     from PIL import ImageOps
 
-    image = ImageOps.exif_transpose(image)  # phone photos: upright as the user saw them
+    # Phone photos: upright as the user saw them; with unreadable EXIF, the pixels as stored.
+    with contextlib.suppress(ValueError, TypeError, KeyError, OSError, SyntaxError,
+                             struct.error):
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     has_alpha = "A" in image.getbands() or "a" in image.getbands() or (
         mode in ("P", "L", "RGB", "1") and "transparency" in image.info)

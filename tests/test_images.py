@@ -326,7 +326,7 @@ def test_thin_pen_strokes_survive_the_downscale(points):
 
 
 # -- no digit --------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["white", "black", "grey-noise", "transparent"])
+@pytest.mark.parametrize("kind", ["white", "black", "grey-noise", "transparent", "no-pixels"])
 def test_empty_image_is_an_input_error(kind):
     rng = np.random.default_rng(4)
     if kind == "white":
@@ -336,10 +336,17 @@ def test_empty_image_is_an_input_error(kind):
     elif kind == "grey-noise":
         values = np.clip(0.8 + 0.02 * rng.normal(size=(200, 300)), 0, 1)
         image = Image.fromarray(np.round(values * 255).astype(np.uint8))
-    else:
+    elif kind == "transparent":
         image = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    else:
+        image = Image.new("L", (0, 0))
     with pytest.raises(InputError, match="no digit was found"):
         to_mnist(image)
+
+
+def test_not_an_image_is_an_input_error():
+    with pytest.raises(InputError, match="takes a PIL.Image.Image, not ndarray"):
+        to_mnist(np.zeros((28, 28)))
 
 
 # -- read_image: bad bytes -------------------------------------------------------------------
