@@ -263,3 +263,50 @@ def test_a_child_forked_during_a_split_pass_gets_its_blas_threads_back():
         assert blas_threads() == 3
     finally:
         _blas.set_threads(original)
+
+
+@pytest.fixture
+def fresh_pool(monkeypatch):
+    monkeypatch.setattr(_parallel, "_pool", {"executor": None, "size": 0})
+
+
+def test_a_pool_handed_out_stays_usable_when_a_larger_one_replaces_it(fresh_pool):
+    import gc
+
+    small = _parallel._executor(1)
+    large = _parallel._executor(7)  # a second caller wants more workers
+    assert large is not small and _parallel._executor(3) is large
+    assert small.submit(len, [1, 2]).result() == 2  # was: cannot schedule after shutdown
+    workers = list(small._threads)
+    del small
+    gc.collect()
+    for worker in workers:  # once nobody holds the old pool, its idle threads exit
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+
+
+def test_concurrent_first_passes_wanting_different_worker_counts(fresh_pool, monkeypatch):
+    wanted = threading.local()
+    monkeypatch.setattr(_parallel, "num_threads", lambda: wanted.count)
+    x = np.zeros((_parallel.MAX_THREADS * _parallel.MIN_BLOCK_ROWS, 1), dtype=np.float32)
+    counts = list(range(2, _parallel.MAX_THREADS + 1))
+    errors = []
+
+    def call(count, barrier):
+        wanted.count = count
+        try:
+            barrier.wait()
+            for _ in range(3):
+                assert sum(_parallel.map_rows(len, x)) == len(x)
+        except Exception as exc:  # collected: the main thread reports it
+            errors.append(exc)
+
+    for _ in range(20):  # each round starts with no pool, so each round grows it
+        _parallel._pool.update(executor=None, size=0)
+        barrier = threading.Barrier(len(counts))
+        callers = [threading.Thread(target=call, args=(count, barrier)) for count in counts]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+    assert errors == []
