@@ -311,30 +311,41 @@ class NeuralNetwork:
         # naming the epoch and batch, instead of a stream of NumPy RuntimeWarnings.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for epoch in range(1, num_epochs + 1):
-                self._train_epoch(epoch, num_epochs, x, y, ids, batch_size, learning_rate,
-                                  rng.permutation(n), history, callback)
-                if val is not None:
-                    vout = self._infer(val[0])
-                    history["val_loss"].append(float(self._loss.loss(vout, val[1])))
-                    history["val_accuracy"].append(_percent(ops.argmax_rows(vout), val[2]))
-                for key, values in history.items():  # the network's record stays in step
-                    self.history.setdefault(key, []).append(values[-1])
-                if verbose:
-                    line = " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items())
-                    print(f"epoch {epoch}/{num_epochs} {line}", file=sys.stderr)
-                if callback is not None:
-                    callback(TrainingState(epoch, num_epochs, num_batches, num_batches,
-                                           history["loss"][-1], history["accuracy"][-1],
-                                           epoch_done=True, history=history))
+                # An epoch happens whole or not at all: whatever stops it (an error, Ctrl-C,
+                # SystemExit, a callback raising, even at the epoch's end) restores the
+                # weights of its start and takes it out of both histories.
+                snapshot = [p.copy() for p in self.parameters()]
+                recorded = {key: len(values) for key, values in self.history.items()}
+                try:
+                    self._train_epoch(epoch, num_epochs, x, y, ids, batch_size, learning_rate,
+                                      rng.permutation(n), history, callback, snapshot)
+                    if val is not None:
+                        vout = self._infer(val[0])
+                        history["val_loss"].append(float(self._loss.loss(vout, val[1])))
+                        history["val_accuracy"].append(_percent(ops.argmax_rows(vout),
+                                                                val[2]))
+                    for key, values in history.items():  # the network's record stays in step
+                        self.history.setdefault(key, []).append(values[-1])
+                    if verbose:
+                        line = " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items())
+                        print(f"epoch {epoch}/{num_epochs} {line}", file=sys.stderr)
+                    if callback is not None:
+                        callback(TrainingState(epoch, num_epochs, num_batches, num_batches,
+                                               history["loss"][-1], history["accuracy"][-1],
+                                               epoch_done=True, history=history))
+                except BaseException:
+                    self._restore(snapshot)
+                    _forget_epoch(history, epoch - 1)
+                    _forget_epoch(self.history, recorded)
+                    raise
         if path is not None:
             self.save(path)
         return history
 
     def _train_epoch(self, epoch, num_epochs, x, y, ids, batch_size, learning_rate, order,
-                     history, callback) -> None:
+                     history, callback, snapshot) -> None:
         n = len(x)
         num_batches = math.ceil(n / batch_size)
-        snapshot = [p.copy() for p in self.parameters()]
         total_loss = 0.0
         correct = 0
         batch, xb, yb = 0, x[:0], y[:0]
@@ -500,6 +511,17 @@ def _provider_of(obj) -> str:
 
     provider = provider_of(obj)
     return f"{provider.distribution} {provider.version}" if provider else "not an installed plugin"
+
+
+def _forget_epoch(history: dict[str, list], kept: int | dict[str, int]) -> None:
+    """Cut ``history`` back to ``kept`` entries per key (a count, or a count per key; keys
+    missing from that dict did not exist and are removed)."""
+    for key in list(history):
+        count = kept if isinstance(kept, int) else kept.get(key)
+        if count is None:
+            del history[key]
+        else:
+            del history[key][count:]
 
 
 def _percent(predicted: np.ndarray, ids: np.ndarray) -> float:
