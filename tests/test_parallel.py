@@ -188,12 +188,59 @@ def test_non_finite_inputs_are_found_even_where_the_weights_ignore_them(three_th
             call()
 
 
-def test_finite_inputs_that_overflow_the_first_layer_are_not_rejected(three_threads):
-    net = network()
+@pytest.mark.parametrize("rows", [7, ROWS])
+@pytest.mark.parametrize("hidden", ["relu", "tanh"])  # tanh saturates: the outputs stay finite
+def test_finite_inputs_that_overflow_the_first_layer_are_refused(three_threads, rows, hidden):
+    net = nnframe.NeuralNetwork(3, [12, 32, 4], [None, hidden, "softmax"], "cross_entropy",
+                                seed=0)
+    x, ids = data()
+    x = x[:rows]
+    x[rows - 2] = 3e38  # finite float32, but the first layer's sums overflow
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no NumPy RuntimeWarning on the way
+        for call in (lambda: net.predict(None, x), lambda: net.predict_classes(x),
+                     lambda: net.check_accuracy(None, x, ids[:rows]),
+                     lambda: net.forward_pass(x)):
+            with pytest.raises(nnframe.InputError,
+                               match=f"row {rows - 2} has values too large for the network's "
+                                     "float32.*[Ss]cale the data"):
+                call()
+
+
+def test_inputs_that_overflow_a_later_layer_are_refused(three_threads):
+    net = nnframe.NeuralNetwork(3, [12, 32, 4], [None, "relu", "softmax"], "cross_entropy",
+                                seed=0)
+    net.layers[0].weights_for_layer[...] = 1.0
+    net.layers[1].weights_for_layer[...] = 1.0
     x, _ = data()
-    x[3] = 3e38  # finite float32, but the first layer's sums overflow
-    with np.errstate(all="ignore"):
-        assert net.predict_classes(x).shape == (ROWS,)
+    x[5] = 1e36  # the first layer's sums (1.2e37) fit; the second's (3.8e38) do not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(nnframe.InputError, match="row 5 .*layer 2 overflow"):
+            net.predict_classes(x)
+        with pytest.raises(nnframe.InputError, match="row 5 .*layer 2 overflow"):
+            net.forward_pass(x[:10])
+    with pytest.raises(nnframe.InputError, match="forward pass first"):
+        net.back_pass([0] * 10, 0.1)  # nothing to learn from the refused pass
+
+
+def test_a_plugin_returning_nan_in_predict_is_named(three_threads):
+    class NanForLargeSums(nnframe.Activation):
+        name = "nan_for_large"
+
+        def forward(self, z):
+            return np.where(z > 100, np.nan, np.tanh(z)).astype(z.dtype)
+
+        def backward(self, z, a, grad):
+            return grad * (1 - a * a)
+
+    net = nnframe.NeuralNetwork(3, [3, 4, 2], [None, NanForLargeSums(), "softmax"],
+                                "cross_entropy", seed=0)
+    net.layers[0].weights_for_layer[...] = 1.0
+    x = np.zeros((ROWS, 3), dtype=np.float32)
+    x[ROWS - 1] = 1000.0
+    with pytest.raises(nnframe.PluginRuntimeError, match=f"'nan_for_large'.*row {ROWS - 1}"):
+        net.predict(None, x)
 
 
 def test_a_split_pass_started_inside_a_block_runs_in_place(three_threads):
