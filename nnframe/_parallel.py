@@ -77,10 +77,12 @@ def _one_blas_thread():
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
+    """A pool with at least ``workers`` threads. A pool is never shut down: another thread
+    may hold it and be about to submit (shutting it down made that submit raise). One too
+    small is replaced, and the old one is simply dropped; when its last holder lets go it
+    is garbage, and ThreadPoolExecutor then wakes its idle threads to exit."""
     with _lock:
         if _pool["executor"] is None or _pool["size"] < workers:
-            if _pool["executor"] is not None:
-                _pool["executor"].shutdown(wait=False)  # too small: its idle threads exit
             _pool.update(executor=ThreadPoolExecutor(workers, "nnframe"), size=workers)
         return _pool["executor"]
 

@@ -6,22 +6,28 @@ argument, what was given, what was expected, and how to fix it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import _parallel, ops
+from ._text import brief
 from .errors import InputError, NNFrameError
 
 
 def positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """An int >= ``minimum``, of any size (callers that allocate by it bound it themselves;
+    a batch_size beyond the data means one batch of all of it)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InputError(f"{name} must be an integer >= {minimum}, got "
-                         f"{type(value).__name__} {value!r}.")
+                         f"{type(value).__name__} {brief(value)}.")
     if value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value}.")
+        raise InputError(f"{name} must be an integer >= {minimum}, got {brief(value)}.")
     return int(value)
 
 
@@ -31,18 +37,69 @@ def seed(value, name: str = "seed"):
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise InputError(f"{name} must be None or a non-negative integer such as 0, got "
-                         f"{type(value).__name__} {value!r}.")
+                         f"{type(value).__name__} {brief(value)}.")
     return int(value)
 
 
 def learning_rate(value, name: str = "learning_rate") -> float:
+    expected = f"{name} must be a positive finite number such as 0.1"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{name} must be a positive finite number such as 0.1, got "
-                         f"{type(value).__name__} {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{name} must be a positive finite number such as 0.1, got {value}.")
-    return value
+        raise InputError(f"{expected}, got {type(value).__name__} {brief(value)}.")
+    try:
+        converted = float(value)
+    except (OverflowError, ValueError, TypeError):  # 10**400, a huge Fraction or Decimal
+        raise InputError(f"{expected}, got {brief(value)}, which does not fit a float "
+                         f"(at most {sys.float_info.max:.3g}).") from None
+    if not math.isfinite(converted) or converted <= 0:
+        raise InputError(f"{expected}, got {brief(value)}.")
+    return converted
+
+
+def parameter_bytes(num_nodes, dtype) -> int:
+    """Bytes of the weights and biases of a network with layer sizes ``num_nodes``."""
+    return sum((a + 1) * b for a, b in itertools.pairwise(num_nodes)) * np.dtype(dtype).itemsize
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def too_large_message(num_nodes, dtype, why: str) -> str:
+    """The message for layer sizes whose weights do not fit in memory."""
+    needed = parameter_bytes(num_nodes, dtype)
+    return (f"num_nodes {brief(num_nodes)} needs {_bytes(needed)} for the weights and biases "
+            f"in {np.dtype(dtype).name} (one per pair of connected units, plus a bias per "
+            f"unit), and {why}; use smaller layers.")
+
+
+def parameters_fit(num_nodes, dtype) -> None:
+    """Refuse, before allocating, layer sizes whose weights could never be held: more than
+    one array can index, or more than the machine's physical memory. (Allocating anyway
+    raises MemoryError at best; at worst the system overcommits and the process is killed
+    when the weights are first written.)"""
+    itemsize = np.dtype(dtype).itemsize
+    if any((a + 1) * b * itemsize > np.iinfo(np.intp).max
+           for a, b in itertools.pairwise(num_nodes)):
+        raise InputError(too_large_message(num_nodes, dtype,
+                                           "that is more than one array can hold"))
+    memory = _physical_memory()
+    if memory is not None and parameter_bytes(num_nodes, dtype) > memory:
+        raise InputError(too_large_message(num_nodes, dtype, f"this machine has "
+                                           f"{_bytes(memory)} of memory"))
+
+
+def _bytes(count: int) -> str:
+    if count >= 1024**7:  # past EiB, and perhaps past what a float holds
+        return f"more than 2**{count.bit_length() - 1} bytes"
+    size = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if size < 1024 or unit == "EiB":
+            return f"{count} bytes" if unit == "bytes" else f"{size:.3g} {unit}"
+        size /= 1024
+    return f"{count} bytes"  # pragma: no cover
 
 
 def model_path(filename, *, name: str = "filename") -> Path:
@@ -120,11 +177,24 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
     return converted, was_1d
 
 
-def explain_nonfinite(data, name: str, dtype) -> None:
-    """Raise the InputError for data that is not finite once converted to ``dtype``."""
+def explain_nonfinite(data, name: str, dtype, *, converted: np.ndarray | None = None) -> None:
+    """Raise the InputError for data that is not finite once converted to ``dtype``; with
+    ``converted`` (that conversion), return instead if it is finite after all."""
     _check_finite(np.asarray(data), name)  # NaN or inf in the data itself: say where
+    if converted is not None and _all_finite(converted):
+        return
     raise InputError(f"{name} has values too large for {np.dtype(dtype).name} (at most "
                      f"{np.finfo(dtype).max:.3g}); scale the data first.")
+
+
+def overflow_message(name: str, row: int, layer: int, values: np.ndarray, dtype) -> str:
+    """The message for finite inputs whose weighted sums overflow inside the network."""
+    dtype = np.dtype(dtype)
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    return (f"{name} row {row} has values too large for the network's {dtype.name} "
+            f"arithmetic (largest magnitude {largest:.3g}): the weighted sums of layer "
+            f"{layer} overflow (beyond {np.finfo(dtype).max:.3g}). Scale the data first, "
+            "e.g. to [0, 1] or to zero mean and unit variance.")
 
 
 def require_finite_rows(rows: np.ndarray) -> None:
@@ -166,5 +236,41 @@ def labels(data, num_samples: int, num_outputs: int, dtype, *, name: str = "labe
         raise InputError(f"{name} has {array.shape[1]} columns but the network has "
                          f"{num_outputs} output nodes; pass one-hot rows of width "
                          f"{num_outputs} or 1-D class ids.")
+    _require_probability_rows(array, name)
     targets = np.ascontiguousarray(array, dtype=dtype)
     return targets, ops.argmax_rows(targets)
+
+
+PROBABILITY_TOLERANCE = 1e-4  # on a row's sum: float32 rounding of a softmax over 1,000 units
+
+
+def _require_probability_rows(array: np.ndarray, name: str) -> None:
+    """2-D targets are probability rows: every value in [0, 1] and, with two or more
+    columns, every row summing to 1 (the class of a row is its argmax, and the costs are
+    losses only for such rows: cross-entropy is 0 for an all-zero row and negative for
+    negative values). One column holds the probability of class 1 itself."""
+    tolerance = PROBABILITY_TOLERANCE
+    if array.dtype.kind == "f":
+        tolerance = max(tolerance, 4 * float(np.finfo(array.dtype).eps))  # float16 labels
+    out_of_range = (array < 0) | (array > 1)
+    bad = out_of_range.any(axis=1)
+    sums = None
+    if array.shape[1] > 1:
+        sums = array.sum(axis=1, dtype=np.float64)
+        bad |= np.abs(sums - 1.0) > tolerance
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    shown = brief(array[row].tolist())
+    if out_of_range[row].any():
+        problem = "has a value outside [0, 1]"
+    else:
+        problem = f"sums to {sums[row]:.6g}"
+    if array.shape[1] == 1:
+        raise InputError(f"{name} row {row} is {shown}, which {problem}; with one output "
+                         "unit each label is the probability of class 1: 0 or 1 (or a value "
+                         "between). Pass 1-D class ids 0/1 or a column of such values.")
+    raise InputError(f"{name} row {row} is {shown}, which {problem}; 2-D labels must be "
+                     "probability rows: every value in [0, 1] and every row summing to 1, "
+                     "such as one-hot rows (np.eye(num_classes)[ids]). Pass 1-D class ids "
+                     "instead, or normalise the rows.")

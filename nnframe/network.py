@@ -7,10 +7,12 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from . import _parallel, _validation, ops
+from ._text import brief
 from .base import Activation, Cost
 from .errors import InputError, NNFrameError, PluginRuntimeError, TrainingDivergedError
 from .layer import Layer, resolve_activation
@@ -79,17 +81,29 @@ class NeuralNetwork:
                 raise InputError(f"activation_function[{i}] is None; every layer after the "
                                  "input needs an activation such as 'relu' or 'softmax'.")
             activations.append(resolve_activation(spec))
+            if activations[i].name == "softmax" and self.num_nodes[i] == 1:
+                raise InputError(
+                    f"activation_function[{i}] is 'softmax' on a layer of one unit "
+                    f"(num_nodes[{i}] = 1): the softmax of one value is always 1.0, so "
+                    "every sample would be class 1. For one output unit use 'sigmoid' (the "
+                    "probability of class 1), or give the layer 2 units for softmax.")
         self.cost = resolve_cost(cost_function)
         self.activation_function = [a.name if a else None for a in activations]
         self.cost_function = self.cost.name
         self._configure_output(activations[-1])
         rng = np.random.default_rng(_validation.seed(seed))
-        self.layers = [
-            Layer(self.num_nodes[i], self.num_nodes[i + 1], activations[i],
-                  init=getattr(activations[i + 1], "init", "glorot"), dtype=self.dtype,
-                  rng=rng)
-            for i in range(self.num_layers - 1)
-        ]
+        _validation.parameters_fit(self.num_nodes, self.dtype)
+        try:
+            self.layers = [
+                Layer(self.num_nodes[i], self.num_nodes[i + 1], activations[i],
+                      init=getattr(activations[i + 1], "init", "glorot"), dtype=self.dtype,
+                      rng=rng)
+                for i in range(self.num_layers - 1)
+            ]
+        except MemoryError:
+            raise InputError(_validation.too_large_message(self.num_nodes, self.dtype,
+                                                           "there is not enough memory")
+                             ) from None
         self.layers.append(Layer(self.num_nodes[-1], 0, activations[-1], dtype=self.dtype))
         self.learning_rate: float | None = None
         self.error: float | None = None
@@ -133,31 +147,82 @@ class NeuralNetwork:
         cores (see :mod:`nnframe._parallel`)."""
         rows = self._infer_classes if classes else self._infer_rows
         outputs = []
-        for start in range(0, len(x), INFERENCE_CHUNK):
-            outputs += _parallel.map_rows(rows, x[start:start + INFERENCE_CHUNK])
+        # Overflow is found by the checks of _infer_rows and explained by the caller
+        # (_explain_nonfinite), instead of NumPy warning; worker blocks share this state.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for start in range(0, len(x), INFERENCE_CHUNK):
+                outputs += _parallel.map_rows(rows, x[start:start + INFERENCE_CHUNK])
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
-    def _infer_rows(self, a: np.ndarray, check_inputs: bool = False) -> np.ndarray:
-        """The outputs for rows ``a``; with ``check_inputs``, NonFiniteRows if any input is
-        NaN or infinite."""
-        x = a
+    def _infer_rows(self, a: np.ndarray) -> np.ndarray:
+        """The outputs for rows ``a``; NonFiniteRows if the pass is not finite: an input is
+        NaN or infinite, or finite inputs overflow the weighted sums (the first layer's,
+        which a saturating activation would hide, or any later one's, which reach the
+        outputs)."""
+        first = True
         for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
-            if check_inputs and x.shape[1] <= layer.weights_for_layer.shape[1]:
-                _validation.require_finite_rows(x)
-                check_inputs = False
             z = ops.affine(a, layer.weights_for_layer, layer.bias_for_layer)
-            if check_inputs:
+            if first:
                 # A non-finite input makes its whole row of z non-finite (in IEEE arithmetic
                 # inf * w is inf or NaN, and NaN spreads), so the smaller z, still in cache,
-                # is checked; the inputs only if z is not finite, for the exact answer.
-                if not ops.sum_is_finite(z):
-                    _validation.require_finite_rows(x)
-                check_inputs = False
+                # is checked instead of the inputs; the caller finds out which it was.
+                _validation.require_finite_rows(z)
+                first = False
             a = nxt.activation_function.forward_inplace(z)  # z is our temporary
+        _validation.require_finite_rows(a)  # the outputs: a few columns, cheap
         return a
 
     def _infer_classes(self, a: np.ndarray) -> np.ndarray:
-        return ops.argmax_rows(self._infer_rows(a, check_inputs=True))
+        return ops.argmax_rows(self._infer_rows(a))
+
+    def _validation_outputs(self, data, x: np.ndarray) -> np.ndarray:
+        try:
+            return self._infer(x)
+        except _validation.NonFiniteRows:
+            self._explain_nonfinite(data, x, "validation inputs")
+
+    def _explain_nonfinite(self, data, x: np.ndarray, name: str) -> NoReturn:
+        """Raise the error for a forward pass of ``x`` (``data`` converted) that was not
+        finite: NaN or infinity in the data, values too large for the dtype, or finite
+        inputs whose weighted sums overflow in the network (replayed to find the row)."""
+        _validation.explain_nonfinite(data, name, self.dtype, converted=x)
+        found = self._first_nonfinite(x)
+        if found is None:  # pragma: no cover - the replay repeats the pass that failed
+            raise NNFrameError(f"the forward pass of {name} was not finite.")
+        what, row, layer = found
+        if what == "activation":
+            act = self.layers[layer].activation_function
+            raise PluginRuntimeError(
+                f"the activation {act.name!r} ({_provider_of(act)}) returned NaN or infinity "
+                f"for finite inputs ({name} row {row}); fix or replace the plugin that "
+                "provides it.")
+        if not ops.all_finite(*self.parameters()):
+            raise NNFrameError("the network's weights are not finite (NaN or infinity); "
+                               "train it again or load a saved model.")
+        raise InputError(_validation.overflow_message(name, row, layer, x[row], self.dtype))
+
+    def _first_nonfinite(self, x: np.ndarray, rows: np.ndarray | None = None):
+        """Replay the forward pass of finite rows of ``x`` (all, or ``rows``), quietly, layer
+        by layer: ``(what, row, layer)`` for the first row (an index into ``x``) whose pass
+        is not finite, where ``what`` is ``"sums"`` when layer ``layer``'s weighted
+        sums overflow and ``"activation"`` when its activation returned NaN or infinity
+        for finite sums; None when every row stays finite. Only run after a failure."""
+        index = np.arange(len(x)) if rows is None else np.asarray(rows)
+        with np.errstate(all="ignore"):
+            for start in range(0, len(index), INFERENCE_CHUNK):
+                a = x[index[start:start + INFERENCE_CHUNK]]
+                for k in range(1, len(self.layers)):
+                    layer, nxt = self.layers[k - 1], self.layers[k]
+                    z = ops.affine(a, layer.weights_for_layer, layer.bias_for_layer)
+                    bad = ~np.isfinite(z).all(axis=1)
+                    what = "sums"
+                    if not bad.any():
+                        a = nxt.activation_function.forward(z)
+                        bad = ~np.isfinite(a).all(axis=1)
+                        what = "activation"
+                    if bad.any():
+                        return what, int(index[start + int(np.argmax(bad))]), k
+        return None
 
     def _infer_all_classes(self, x: np.ndarray) -> np.ndarray:
         return self._infer(x, classes=True)
@@ -172,7 +237,7 @@ class NeuralNetwork:
         try:
             return self._guarded(context, x, None, self._infer_all_classes, x)
         except _validation.NonFiniteRows:
-            _validation.explain_nonfinite(data, name, self.dtype)
+            self._explain_nonfinite(data, x, name)
 
     def _output_delta(self, targets: np.ndarray) -> np.ndarray:
         out = self.layers[-1]
@@ -225,7 +290,12 @@ class NeuralNetwork:
     def forward_pass(self, inputs) -> np.ndarray:
         """Run ``inputs`` (samples x features) through the network; return the outputs."""
         x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype)
-        return self._guarded("forward_pass", x, None, self._forward, x)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = self._guarded("forward_pass", x, None, self._forward, x)
+        if not ops.all_finite(self.layers[1].pre_activations, out):  # as _infer_rows checks
+            self.layers[-1].activations = None  # no back_pass from a broken pass
+            self._explain_nonfinite(inputs, x, "inputs")
+        return out
 
     def _last_targets(self, labels, what: str) -> np.ndarray:
         out = self.layers[-1].activations
@@ -303,7 +373,8 @@ class NeuralNetwork:
         self.learning_rate = learning_rate
         rng = np.random.default_rng(seed)
         n = len(x)
-        num_batches = math.ceil(n / batch_size)
+        batch_size = min(batch_size, n)  # a batch larger than the data is all of it
+        num_batches = -(-n // batch_size)
         history: dict[str, list[float]] = {"loss": [], "accuracy": []}
         if val is not None:
             history.update(val_loss=[], val_accuracy=[])
@@ -311,30 +382,41 @@ class NeuralNetwork:
         # naming the epoch and batch, instead of a stream of NumPy RuntimeWarnings.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for epoch in range(1, num_epochs + 1):
-                self._train_epoch(epoch, num_epochs, x, y, ids, batch_size, learning_rate,
-                                  rng.permutation(n), history, callback)
-                if val is not None:
-                    vout = self._infer(val[0])
-                    history["val_loss"].append(float(self._loss.loss(vout, val[1])))
-                    history["val_accuracy"].append(_percent(ops.argmax_rows(vout), val[2]))
-                for key, values in history.items():  # the network's record stays in step
-                    self.history.setdefault(key, []).append(values[-1])
-                if verbose:
-                    line = " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items())
-                    print(f"epoch {epoch}/{num_epochs} {line}", file=sys.stderr)
-                if callback is not None:
-                    callback(TrainingState(epoch, num_epochs, num_batches, num_batches,
-                                           history["loss"][-1], history["accuracy"][-1],
-                                           epoch_done=True, history=history))
+                # An epoch happens whole or not at all: whatever stops it (an error, Ctrl-C,
+                # SystemExit, a callback raising, even at the epoch's end) restores the
+                # weights of its start and takes it out of both histories.
+                snapshot = [p.copy() for p in self.parameters()]
+                recorded = {key: len(values) for key, values in self.history.items()}
+                try:
+                    self._train_epoch(epoch, num_epochs, x, y, ids, batch_size, learning_rate,
+                                      rng.permutation(n), history, callback, snapshot)
+                    if val is not None:
+                        vout = self._validation_outputs(validation_data[0], val[0])
+                        history["val_loss"].append(float(self._loss.loss(vout, val[1])))
+                        history["val_accuracy"].append(_percent(ops.argmax_rows(vout),
+                                                                val[2]))
+                    for key, values in history.items():  # the network's record stays in step
+                        self.history.setdefault(key, []).append(values[-1])
+                    if verbose:
+                        line = " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items())
+                        print(f"epoch {epoch}/{num_epochs} {line}", file=sys.stderr)
+                    if callback is not None:
+                        callback(TrainingState(epoch, num_epochs, num_batches, num_batches,
+                                               history["loss"][-1], history["accuracy"][-1],
+                                               epoch_done=True, history=history))
+                except BaseException:
+                    self._restore(snapshot)
+                    _forget_epoch(history, epoch - 1)
+                    _forget_epoch(self.history, recorded)
+                    raise
         if path is not None:
             self.save(path)
         return history
 
     def _train_epoch(self, epoch, num_epochs, x, y, ids, batch_size, learning_rate, order,
-                     history, callback) -> None:
+                     history, callback, snapshot) -> None:
         n = len(x)
-        num_batches = math.ceil(n / batch_size)
-        snapshot = [p.copy() for p in self.parameters()]
+        num_batches = -(-n // batch_size)
         total_loss = 0.0
         correct = 0
         batch, xb, yb = 0, x[:0], y[:0]
@@ -347,9 +429,11 @@ class NeuralNetwork:
                 xb, yb = x[order[start:stop]], y_epoch[start:stop]
                 out = self._forward(xb)
                 loss = self._loss.loss(out, yb)
-                if not math.isfinite(loss):
+                # The first layer's sums too, as in inference: a saturating activation
+                # (tanh) would hide inputs that overflow them from the loss.
+                if not (math.isfinite(loss) and ops.all_finite(self.layers[1].pre_activations)):
                     self._diverged(epoch, batch + 1, num_batches, learning_rate, snapshot,
-                                   f"the loss became {loss}")
+                                   f"the loss became {loss}", x, order[start:stop])
                 self._backward(yb, learning_rate)
                 total_loss += loss * len(yb)
                 correct += int(np.count_nonzero(ops.argmax_rows(out) == ids_epoch[start:stop]))
@@ -366,14 +450,26 @@ class NeuralNetwork:
                 before_raise=lambda: self._restore(snapshot))
         if not ops.all_finite(*self.parameters()):
             self._diverged(epoch, num_batches, num_batches, learning_rate, snapshot,
-                           "the weights became non-finite")
+                           "the weights became non-finite", x, order)
         history["loss"].append(total_loss / n)
         history["accuracy"].append(100.0 * correct / n)
 
-    def _diverged(self, epoch, batch, num_batches, learning_rate, snapshot, what) -> None:
-        """Restore the weights of the epoch's start and raise, naming the culprit if any."""
+    def _diverged(self, epoch, batch, num_batches, learning_rate, snapshot, what, x,
+                  rows) -> None:
+        """Restore the weights of the epoch's start and raise, naming the culprit if any:
+        a plugin activation, inputs (``x[rows]``) too large for the dtype, or training."""
         culprit = self._nonfinite_activation()
         self._restore(snapshot)
+        if culprit is None:
+            # Inputs whose first weighted sums overflow even with the restored weights are
+            # what predict would refuse too: the data's fault, not the training's.
+            found = self._first_nonfinite(x, rows)
+            if found is not None and found[0] == "sums" and found[2] == 1:
+                row = found[1]
+                raise InputError(_validation.overflow_message("inputs", row, 1, x[row],
+                                                              self.dtype)
+                                 + f" Training stopped at epoch {epoch}; the weights are "
+                                 f"restored to the start of epoch {epoch}.")
         if culprit is not None:
             advice = (f"the activation {culprit.name!r} returned NaN or infinity for finite "
                       f"inputs; fix or replace the plugin that provides it "
@@ -502,18 +598,29 @@ def _provider_of(obj) -> str:
     return f"{provider.distribution} {provider.version}" if provider else "not an installed plugin"
 
 
+def _forget_epoch(history: dict[str, list], kept: int | dict[str, int]) -> None:
+    """Cut ``history`` back to ``kept`` entries per key (a count, or a count per key; keys
+    missing from that dict did not exist and are removed)."""
+    for key in list(history):
+        count = kept if isinstance(kept, int) else kept.get(key)
+        if count is None:
+            del history[key]
+        else:
+            del history[key][count:]
+
+
 def _percent(predicted: np.ndarray, ids: np.ndarray) -> float:
     return float(100.0 * np.count_nonzero(predicted == ids) / len(ids))
 
 
 def _sequence(value, name: str, length: int) -> list:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
-        raise InputError(f"{name} must be a list with one entry per layer ({length}), got "
-                         f"{type(value).__name__} {value!r}.")
+        raise InputError(f"{name} must be a list with one entry per layer ({brief(length)}), "
+                         f"got {type(value).__name__} {brief(value)}.")
     value = list(value)
     if len(value) != length:
-        raise InputError(f"{name} has {len(value)} entries but num_layers is {length}; give "
-                         "one entry per layer.")
+        raise InputError(f"{name} has {len(value)} entries but num_layers is {brief(length)}; "
+                         "give one entry per layer.")
     return value
 
 

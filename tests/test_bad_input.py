@@ -73,6 +73,10 @@ BAD_LABELS = [
     (np.zeros(4, dtype=complex), "complex"),
     (np.zeros((4, 2, 1)), "1-D class ids or 2-D one-hot rows"),
     (5, "1-D class ids or 2-D one-hot rows"),
+    (np.array([[1, 1], [0, 1], [1, 0], [0, 1]]), "row 0 is [1, 1], which sums to 2"),
+    (np.array([[1, 0], [0, 0], [1, 0], [0, 1]]), "row 1 is [0, 0], which sums to 0"),
+    (np.array([[1, 0], [0, 1], [-1, 2], [0, 1]]), "row 2 is [-1, 2], which has a value outside"),
+    (np.array([[1, 0], [0, 1], [1, 0], [0.5, 0.6]]), "row 3 is [0.5, 0.6], which sums to 1.1"),
 ]
 
 
@@ -103,6 +107,11 @@ def test_train_rejects_bad_labels(y, needle):
     ({"learning_rate": float("nan")}, "learning_rate"),
     ({"learning_rate": float("inf")}, "learning_rate"),
     ({"learning_rate": "0.1"}, "learning_rate"),
+    ({"learning_rate": 10**400}, "does not fit a float"),
+    ({"learning_rate": -10**400}, "does not fit a float"),
+    ({"batch_size": -10**5000}, "batch_size must be an integer >= 1"),  # too long to print
+    ({"num_epochs": -10**400}, "num_epochs must be an integer >= 0, got -1000000"),
+    ({"seed": -10**5000}, "seed must be None or a non-negative integer"),
     ({"filename": "model.h5"}, "does not end in .pkl"),
     ({"filename": "/no/such/dir/model.pkl"}, "does not exist"),
 ])
@@ -160,3 +169,141 @@ def test_no_raw_numpy_error_escapes_for_any_bad_input():
         for y, _ in BAD_LABELS:
             with pytest.raises(NNFrameError):
                 network.train(2, x, y, 1, 0.1)
+
+
+@pytest.mark.parametrize("rate", [10**400, -10**400])
+def test_back_pass_rejects_a_learning_rate_beyond_any_float(rate):
+    from fractions import Fraction
+
+    network = net()
+    network.forward_pass(GOOD_X)
+    before = [p.copy() for p in network.parameters()]
+    for value in (rate, Fraction(rate, 3)):
+        with pytest.raises(InputError, match="learning_rate .*does not fit a float"):
+            network.back_pass(GOOD_Y, value)
+    for a, b in zip(network.parameters(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("batch_size", [10**400, 2**64, 2**63 - 1, 1000])
+def test_a_batch_larger_than_the_data_is_one_batch_of_all_of_it(batch_size):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 3)), rng.integers(0, 2, 30)
+    whole, huge = net(), net()
+    expected = whole.train(30, x, y, 2, 0.1, seed=0)
+    batches = []
+    history = huge.train(batch_size, x, y, 2, 0.1, seed=0,
+                         callback=lambda s: batches.append((s.batch, s.num_batches)))
+    assert history == expected and history["loss"][0] > 0  # not an epoch of no batches
+    assert batches == [(1, 1)] * 4  # one batch, then the epoch end, twice
+    for a, b in zip(whole.parameters(), huge.parameters(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_huge_integers_elsewhere_get_input_errors():
+    with pytest.raises(InputError, match="num_layers is 100000"):
+        NeuralNetwork(10**400, [3, 2], [None, "softmax"], "cross_entropy")
+    with pytest.raises(InputError, match="num_layers must be an integer >= 2"):
+        NeuralNetwork(-10**5000, [3, 2], [None, "softmax"], "cross_entropy")
+    with pytest.raises(InputError, match=r"more than 2\*\*\d+ bytes.*more than one array"):
+        NeuralNetwork(3, [3, 10**400, 2], [None, "relu", "softmax"], "cross_entropy")
+    net().train(2, GOOD_X, GOOD_Y, 1, 0.1, seed=10**400)  # any seed is a seed
+
+
+@pytest.mark.parametrize("y", [
+    np.array([[0.9, 0.1], [0.05, 0.95], [0.5, 0.5], [0, 1]]),  # label smoothing
+    np.array([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=bool),
+    np.array([[0.7, 0.3 + 5e-5], [0, 1], [1, 0], [0, 1]]),  # within the tolerance
+])
+def test_probability_rows_are_accepted(y):
+    network = net()
+    network.train(2, GOOD_X, y, 1, 0.1)
+    assert 0 <= network.check_accuracy(None, GOOD_X, y) <= 100
+
+
+def test_float32_softmax_rows_are_probability_rows():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(50, 1000)).astype(np.float32)
+    rows = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True, dtype=np.float32)
+    big = NeuralNetwork(2, [3, 1000], [None, "softmax"], "cross_entropy", seed=0)
+    big.train(10, np.zeros((50, 3)), rows, 1, 0.1)
+
+
+def single_output(cost="mean_squared"):
+    return NeuralNetwork(3, [3, 4, 1], [None, "tanh", "sigmoid"], cost, seed=0)
+
+
+@pytest.mark.parametrize("y", [[0, 1, 1, 0], [[0], [1], [1], [0]], [[0.2], [1], [0.9], [0]]])
+def test_a_single_output_unit_takes_0_1_labels(y):
+    single_output().train(2, GOOD_X, y, 1, 0.1)
+    single_output("cross_entropy").train(2, GOOD_X, y, 1, 0.1)
+
+
+@pytest.mark.parametrize("y, needle", [
+    ([[0], [2], [1], [0]], "row 1 is [2], which has a value outside [0, 1]"),
+    ([[0], [1], [-1], [0]], "row 2 is [-1]"),
+])
+def test_a_single_output_unit_refuses_other_labels(y, needle):
+    with pytest.raises(InputError) as info:
+        single_output().train(2, GOOD_X, y, 1, 0.1)
+    assert needle in str(info.value) and "probability of class 1" in str(info.value)
+
+
+def test_validation_labels_must_be_probability_rows_too():
+    with pytest.raises(InputError, match="validation labels row 0 is"):
+        net().train(2, GOOD_X, GOOD_Y, 1, 0.1,
+                    validation_data=(GOOD_X, [[1, 1], [0, 1], [1, 0], [0, 1]]))
+
+
+@pytest.mark.parametrize("hidden", ["relu", "tanh"])  # tanh hides the overflow from the loss
+@pytest.mark.parametrize("dtype, big", [(np.float32, 3e38), (np.float64, 1e308)])  # finite
+def test_training_on_inputs_that_overflow_the_network_is_refused(hidden, dtype, big):
+    import warnings
+
+    network = NeuralNetwork(3, [3, 4, 2], [None, hidden, "softmax"], "cross_entropy",
+                            dtype=dtype, seed=0)
+    network.layers[0].weights_for_layer[...] = 1.0  # so the sums of `big` surely overflow
+    before = [p.copy() for p in network.parameters()]
+    x = np.zeros((6, 3))
+    x[4] = big
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=f"inputs row 4 has values too large for the "
+                                             f"network's {np.dtype(dtype).name}.*[Ss]cale"):
+            network.train(2, x, [0, 1, 0, 1, 0, 1], 2, 0.1)
+        with pytest.raises(InputError, match="validation inputs row 4 has values too large"):
+            network.train(2, x[:4], GOOD_Y, 1, 0.1, validation_data=(x, [0, 1] * 3))
+    for a, b in zip(network.parameters(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert network.history == {}
+
+
+@pytest.mark.parametrize("sizes", [[3, 1], [3, 1, 2]])
+def test_a_softmax_on_one_unit_is_refused(sizes):
+    activations = [None, "softmax"] + ["softmax"] * (len(sizes) - 2)
+    with pytest.raises(InputError, match=r"'softmax' on a layer of one unit.*'sigmoid'"):
+        NeuralNetwork(len(sizes), sizes, activations, "cross_entropy")
+    NeuralNetwork(2, [3, 1], [None, "sigmoid"], "cross_entropy")
+
+
+def test_layers_too_large_for_memory_are_refused_before_allocating():
+    with pytest.raises(InputError) as info:
+        NeuralNetwork(3, [784, 10**12, 10], [None, "relu", "softmax"], "cross_entropy")
+    message = str(info.value)
+    assert "[784, 1000000000000, 10]" in message and "2.82 PiB" in message
+    assert "float32" in message and "memory" in message
+    with pytest.raises(InputError, match="5.65 PiB for the weights and biases in float64"):
+        NeuralNetwork(3, [784, 10**12, 10], [None, "relu", "softmax"], "cross_entropy",
+                      dtype=np.float64)
+
+
+def test_a_memory_error_while_building_becomes_an_input_error(monkeypatch):
+    from nnframe import ops
+
+    def no_memory(rng, fan_in, fan_out, scheme, dtype):
+        raise MemoryError(f"Unable to allocate ({fan_in}, {fan_out})")
+
+    monkeypatch.setattr(ops, "init_weights", no_memory)
+    with pytest.raises(InputError, match=r"num_nodes \[3, 4, 2\] needs 104 bytes.*not enough "
+                                         "memory"):
+        net()

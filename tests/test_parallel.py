@@ -188,12 +188,59 @@ def test_non_finite_inputs_are_found_even_where_the_weights_ignore_them(three_th
             call()
 
 
-def test_finite_inputs_that_overflow_the_first_layer_are_not_rejected(three_threads):
-    net = network()
+@pytest.mark.parametrize("rows", [7, ROWS])
+@pytest.mark.parametrize("hidden", ["relu", "tanh"])  # tanh saturates: the outputs stay finite
+def test_finite_inputs_that_overflow_the_first_layer_are_refused(three_threads, rows, hidden):
+    net = nnframe.NeuralNetwork(3, [12, 32, 4], [None, hidden, "softmax"], "cross_entropy",
+                                seed=0)
+    x, ids = data()
+    x = x[:rows]
+    x[rows - 2] = 3e38  # finite float32, but the first layer's sums overflow
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no NumPy RuntimeWarning on the way
+        for call in (lambda: net.predict(None, x), lambda: net.predict_classes(x),
+                     lambda: net.check_accuracy(None, x, ids[:rows]),
+                     lambda: net.forward_pass(x)):
+            with pytest.raises(nnframe.InputError,
+                               match=f"row {rows - 2} has values too large for the network's "
+                                     "float32.*[Ss]cale the data"):
+                call()
+
+
+def test_inputs_that_overflow_a_later_layer_are_refused(three_threads):
+    net = nnframe.NeuralNetwork(3, [12, 32, 4], [None, "relu", "softmax"], "cross_entropy",
+                                seed=0)
+    net.layers[0].weights_for_layer[...] = 1.0
+    net.layers[1].weights_for_layer[...] = 1.0
     x, _ = data()
-    x[3] = 3e38  # finite float32, but the first layer's sums overflow
-    with np.errstate(all="ignore"):
-        assert net.predict_classes(x).shape == (ROWS,)
+    x[5] = 1e36  # the first layer's sums (1.2e37) fit; the second's (3.8e38) do not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(nnframe.InputError, match="row 5 .*layer 2 overflow"):
+            net.predict_classes(x)
+        with pytest.raises(nnframe.InputError, match="row 5 .*layer 2 overflow"):
+            net.forward_pass(x[:10])
+    with pytest.raises(nnframe.InputError, match="forward pass first"):
+        net.back_pass([0] * 10, 0.1)  # nothing to learn from the refused pass
+
+
+def test_a_plugin_returning_nan_in_predict_is_named(three_threads):
+    class NanForLargeSums(nnframe.Activation):
+        name = "nan_for_large"
+
+        def forward(self, z):
+            return np.where(z > 100, np.nan, np.tanh(z)).astype(z.dtype)
+
+        def backward(self, z, a, grad):
+            return grad * (1 - a * a)
+
+    net = nnframe.NeuralNetwork(3, [3, 4, 2], [None, NanForLargeSums(), "softmax"],
+                                "cross_entropy", seed=0)
+    net.layers[0].weights_for_layer[...] = 1.0
+    x = np.zeros((ROWS, 3), dtype=np.float32)
+    x[ROWS - 1] = 1000.0
+    with pytest.raises(nnframe.PluginRuntimeError, match=f"'nan_for_large'.*row {ROWS - 1}"):
+        net.predict(None, x)
 
 
 def test_a_split_pass_started_inside_a_block_runs_in_place(three_threads):
@@ -263,3 +310,50 @@ def test_a_child_forked_during_a_split_pass_gets_its_blas_threads_back():
         assert blas_threads() == 3
     finally:
         _blas.set_threads(original)
+
+
+@pytest.fixture
+def fresh_pool(monkeypatch):
+    monkeypatch.setattr(_parallel, "_pool", {"executor": None, "size": 0})
+
+
+def test_a_pool_handed_out_stays_usable_when_a_larger_one_replaces_it(fresh_pool):
+    import gc
+
+    small = _parallel._executor(1)
+    large = _parallel._executor(7)  # a second caller wants more workers
+    assert large is not small and _parallel._executor(3) is large
+    assert small.submit(len, [1, 2]).result() == 2  # was: cannot schedule after shutdown
+    workers = list(small._threads)
+    del small
+    gc.collect()
+    for worker in workers:  # once nobody holds the old pool, its idle threads exit
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+
+
+def test_concurrent_first_passes_wanting_different_worker_counts(fresh_pool, monkeypatch):
+    wanted = threading.local()
+    monkeypatch.setattr(_parallel, "num_threads", lambda: wanted.count)
+    x = np.zeros((_parallel.MAX_THREADS * _parallel.MIN_BLOCK_ROWS, 1), dtype=np.float32)
+    counts = list(range(2, _parallel.MAX_THREADS + 1))
+    errors = []
+
+    def call(count, barrier):
+        wanted.count = count
+        try:
+            barrier.wait()
+            for _ in range(3):
+                assert sum(_parallel.map_rows(len, x)) == len(x)
+        except Exception as exc:  # collected: the main thread reports it
+            errors.append(exc)
+
+    for _ in range(20):  # each round starts with no pool, so each round grows it
+        _parallel._pool.update(executor=None, size=0)
+        barrier = threading.Barrier(len(counts))
+        callers = [threading.Thread(target=call, args=(count, barrier)) for count in counts]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+    assert errors == []
