@@ -1,5 +1,7 @@
 """The conformance kit catches real mistakes, each with a message that says what is wrong."""
 
+import os
+
 import numpy as np
 import pytest
 from conftest import run_python
@@ -230,6 +232,13 @@ def register_activations(register):
 '''
 
 
+def _with_site(make_plugin):
+    """PYTHONPATH for a child process: the throwaway plugin, then the code under test (a
+    PYTHONPATH already set, such as a checkout's), not only the installed nnframe."""
+    return os.pathsep.join(p for p in (str(make_plugin.site), os.environ.get("PYTHONPATH"))
+                           if p)
+
+
 def test_the_pytest_plugin_reports_each_check_as_an_item(make_plugin, tmp_path):
     make_plugin("nnframe-badtanh", BROKEN_PLUGIN)
     tests = tmp_path / "pkg_tests"
@@ -237,10 +246,9 @@ def test_the_pytest_plugin_reports_each_check_as_an_item(make_plugin, tmp_path):
     (tests / "test_conformance.py").write_text(
         "from nnframe.testing import conformance_test\n"
         "test_conformance = conformance_test('nnframe-badtanh')\n")
-    import os
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(make_plugin.site)}
+    env = {**os.environ, "PYTHONPATH": _with_site(make_plugin)}
     result = run_python("import sys, pytest; sys.exit(pytest.main(['-q', '-p', "
                         f"'no:cacheprovider', {str(tests)!r}]))", env=env, cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -256,7 +264,7 @@ def test_plugins_check_command(make_plugin):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gelu" in result.stdout and "all checks passed" in result.stdout
     make_plugin("nnframe-badtanh", BROKEN_PLUGIN)
-    result = nnframe_cli("plugins", "--check", env={"PYTHONPATH": str(make_plugin.site)})
+    result = nnframe_cli("plugins", "--check", env={"PYTHONPATH": _with_site(make_plugin)})
     assert result.returncode == 1
     line = next(x for x in result.stdout.splitlines() if "bad_tanh" in x)
     assert "FAIL" in line and "backward_matches_finite_differences" in line
