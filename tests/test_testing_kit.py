@@ -1,6 +1,7 @@
 """The conformance kit catches real mistakes, each with a message that says what is wrong."""
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -95,6 +96,88 @@ class BadName(Tanh):
     name = "My Tanh"
 
 
+# -- state kept between calls: each passed the kit before the `stateless` check ------------
+class StoresOutput(Tanh):
+    """Issue 12: keeps its forward output for backward. Two layers sharing the object
+    overwrite each other's output, so the first layer's backward uses the second's."""
+
+    def forward(self, z):
+        self.out = np.tanh(z)
+        return self.out
+
+    def backward(self, z, a, grad):
+        return grad * (1 - self.out * self.out)
+
+
+class CachesByShape(Tanh):
+    """Keeps the derivative for backward, one per input shape: same-shape batches clash."""
+
+    def __init__(self):
+        self._slope = {}
+
+    def forward(self, z):
+        a = np.tanh(z)
+        self._slope[z.shape] = 1 - a * a
+        return a
+
+    def backward(self, z, a, grad):
+        return grad * self._slope[z.shape]
+
+
+class KeepsOutputInASlot(Tanh):
+    __slots__ = ("_out",)
+
+    def forward(self, z):
+        self._out = np.tanh(z)
+        return self._out
+
+    def backward(self, z, a, grad):
+        return grad * (1 - self._out * self._out)
+
+
+class KeepsOutputOnTheClass(Tanh):
+    def forward(self, z):
+        type(self).last_output = np.tanh(z)
+        return type(self).last_output
+
+    def backward(self, z, a, grad):
+        return grad * (1 - self.last_output ** 2)
+
+
+class KeepsOutputPerThread(Tanh):
+    """Thread-local storage survives parallel row blocks, not two layers sharing the object."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def forward(self, z):
+        self._local.out = np.tanh(z)
+        return self._local.out
+
+    def backward(self, z, a, grad):
+        return grad * (1 - self._local.out ** 2)
+
+
+_HIDDEN = {}  # state outside the object, where no attribute watch can see it
+
+
+class KeepsOutputElsewhere(Tanh):
+    def forward(self, z):
+        _HIDDEN[id(self)] = a = np.tanh(z)
+        return a
+
+    def backward(self, z, a, grad):
+        return grad * (1 - _HIDDEN[id(self)] ** 2)
+
+
+class ReusesBufferElsewhere(Tanh):
+    """Returns one module-level buffer per shape: a later call overwrites an earlier result."""
+
+    def forward(self, z):
+        out = _HIDDEN.setdefault((id(self), z.shape, z.dtype), np.empty_like(z))
+        return np.tanh(z, out=out)
+
+
 class Squared(nnframe.Cost):
     name = "squared"
 
@@ -133,6 +216,26 @@ class ArrayLoss(Squared):
         return 0.5 * ((a - y) ** 2).sum(axis=1)
 
 
+class KeepsLastPrediction(Squared):
+    """Keeps the last prediction seen by loss and differentiates that one in gradient."""
+
+    def loss(self, a, y):
+        self.last = a.copy()
+        return super().loss(a, y)
+
+    def gradient(self, a, y):
+        return (self.last - y) / len(a)
+
+
+class KeepsLastPredictionElsewhere(Squared):
+    def loss(self, a, y):
+        _HIDDEN[id(self)] = a.copy()
+        return super().loss(a, y)
+
+    def gradient(self, a, y):
+        return (_HIDDEN[id(self)] - y) / len(a)
+
+
 class WrongFusedDelta(Squared):
     def fused_delta(self, activation):
         if activation.name == "sigmoid":
@@ -157,6 +260,17 @@ def test_correct_objects_pass():
     (Unpicklable(), ["dill round trip"]),
     (WrongInplace(), ["forward_inplace(z) differs from forward(z)"]),
     (KeepsBuffer(), ["a later forward call changed the array an earlier call returned"]),
+    (StoresOutput(), ["StoresOutput (name='my_tanh')", "forward(z1) replaced self.out",
+                      "keep no state between calls", "backward receives z and a = forward(z)"]),
+    (CachesByShape(), ["forward(z1) changed the contents of self._slope (a dict)",
+                       "keep no state between calls"]),
+    (KeepsOutputInASlot(), ["forward(z1) replaced self._out", "keep no state"]),
+    (KeepsOutputOnTheClass(), ["forward(z1) replaced KeepsOutputOnTheClass.last_output"]),
+    (KeepsOutputPerThread(), ["forward(z1) changed the contents of self._local"]),
+    (KeepsOutputElsewhere(), ["when calls on different batches are interleaved",
+                              "forward(z1), forward(z2), forward(z3), backward(z1, a1, g1)",
+                              "z1 and z3 are 7 x 3, z2 is 4 x 3", "keeps state between calls",
+                              "backward receives z and a = forward(z)"]),
     (BadName(), ["lowercase snake_case"]),
     (object(), ["not a subclass instance of nnframe.Activation"]),
 ])
@@ -173,6 +287,12 @@ def test_broken_activations_are_rejected_with_the_reason(obj, needles):
     (LogOfZero(), ["numerically unsafe"]),
     (ArrayLoss(), ["one float"]),
     (WrongFusedDelta(), ["fused_delta('sigmoid') differs"]),
+    (KeepsLastPrediction(), ["KeepsLastPrediction (name='squared')",
+                             "loss(a1, y1) replaced self.last", "keep no state between calls",
+                             "gradient receives a and y"]),
+    (KeepsLastPredictionElsewhere(), ["gradient(a1, y1) differs when calls on different "
+                                      "batches are interleaved", "loss(a1, y1), loss(a2, y2)",
+                                      "keeps state between calls"]),
 ])
 def test_broken_costs_are_rejected_with_the_reason(obj, needles):
     with pytest.raises(AssertionError) as info:
@@ -188,6 +308,28 @@ def test_each_check_runs_on_its_own():
     assert failing == ["backward_matches_finite_differences"]
     failing = [c.name for c in COST_CHECKS if _fails(c, GradientOffByFactor())]
     assert failing == ["gradient_matches_finite_differences"]
+
+
+@pytest.mark.parametrize("obj", [
+    StoresOutput(), CachesByShape(), KeepsOutputInASlot(), KeepsOutputOnTheClass(),
+    KeepsOutputPerThread(), KeepsOutputElsewhere(), ReusesBufferElsewhere(),
+    KeepsLastPrediction(), KeepsLastPredictionElsewhere(),
+], ids=type)
+def test_state_between_calls_fails_the_stateless_check_alone(obj):
+    checks = COST_CHECKS if isinstance(obj, nnframe.Cost) else ACTIVATION_CHECKS
+    (stateless,) = [c for c in checks if c.name == "stateless"]
+    with pytest.raises(AssertionError, match="keep no state between calls"):
+        stateless.run(obj)
+    with pytest.raises(AssertionError, match="keep no state between calls"):
+        stateless.run(type(obj)())  # a fresh object fails too, not only one used before
+
+
+def test_every_builtin_and_extras_object_passes_every_check():
+    cases = conformance_cases("nnframe") + conformance_cases("nnframe-extras")
+    assert {c.check.name for c in cases} >= {"stateless", "thread_safe"}
+    assert {c.label for c in cases} >= {"tanh", "softmax", "gelu", "cost:cross_entropy"}
+    for case in cases:
+        case()
 
 
 def _fails(check, obj):
