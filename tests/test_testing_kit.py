@@ -332,6 +332,25 @@ def test_every_builtin_and_extras_object_passes_every_check():
         case()
 
 
+def test_a_stateful_tanh_shared_by_two_layers_trains_differently_and_the_kit_flags_it():
+    # Issue 12: one registered object serves both hidden layers; the first layer's backward
+    # then reads the output the second layer's forward left on the object.
+    x = np.random.default_rng(0).standard_normal((256, 6)).astype(np.float32)
+    labels = (x[:, 0] * x[:, 1] + x[:, 2] > 0).astype(int)
+
+    def final_loss(activation):
+        net = nnframe.NeuralNetwork(4, [6, 12, 12, 2], [None, activation, activation, "softmax"],
+                                    "cross_entropy", seed=3)
+        return net.train(32, x, labels, 8, 0.3, seed=4)["loss"][-1]
+
+    builtin = final_loss("tanh")
+    assert final_loss(Tanh()) == pytest.approx(builtin, rel=1e-5)  # sharing itself is fine
+    stateful = StoresOutput()
+    assert final_loss(stateful) != pytest.approx(builtin, rel=0.02)
+    with pytest.raises(AssertionError, match=r"StoresOutput .* replaced self\.out"):
+        check_activation(stateful)
+
+
 def _fails(check, obj):
     try:
         check.run(obj)
