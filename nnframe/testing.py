@@ -1,9 +1,12 @@
 """The plugin conformance kit.
 
 ``check_activation(obj)`` and ``check_cost(obj)`` run every contract check and raise
-``AssertionError`` with a precise message at the first failure. Each check is also available
-on its own (``ACTIVATION_CHECKS``, ``COST_CHECKS``), which is how the pytest plugin reports
-every check as its own test item::
+``AssertionError`` with a precise message at the first failure. Among them, ``stateless``
+fails any call that leaves something on the object (an attribute set, replaced or changed in
+place, on the instance, in its ``__slots__`` or on its class), and calls interleaved over
+batches of different shapes that do not give the serial results. Each check is also
+available on its own (``ACTIVATION_CHECKS``, ``COST_CHECKS``), which is how the pytest plugin
+reports every check as its own test item::
 
     # tests/test_conformance.py of a plugin package: the whole file
     from nnframe.testing import conformance_test
@@ -361,6 +364,12 @@ def _activation_thread_safe(obj: Activation) -> None:
 
 
 def _activation_stateless(obj: Activation) -> None:
+    """No state kept between calls. On batches z1, z2, z3 (7, 4 and 7 rows, different values)
+    the calls forward(z1..z3), backward(z1..z3), forward_inplace(z1..z3), in that order on
+    ``obj``, must each give what the same calls give one batch at a time on a fresh copy, and
+    the arrays forward returned must still hold those values at the end. Around every call,
+    the object's ``__dict__``, its ``__slots__`` and its classes' attributes are compared:
+    anything set, replaced, deleted or changed in place fails."""
     # z1 and z3 share a shape (exposes values kept by shape), z2 has fewer rows (exposes an
     # array kept from another batch); every batch has its own values.
     batches = [(k, _batch(20 + k, np.float64, (rows, 3)), _batch(30 + k, np.float64, (rows, 3)))
@@ -515,7 +524,7 @@ def _cost_batch_mean(obj: Cost) -> None:
 
 
 def _cost_stateless(obj: Cost) -> None:
-    # as for activations: a1 and a3 share a shape, a2 has fewer rows, all values differ
+    """As for activations, with loss(a1..a3), gradient(a1..a3), then loss(a1..a3) again."""
     batches = [(k, _probabilities(40 + k, (rows, 4), np.float64),
                 _targets(50 + k, rows, 4, np.float64))
                for k, rows in enumerate(_STATE_ROWS, start=1)]
