@@ -1,9 +1,12 @@
 """The plugin conformance kit.
 
 ``check_activation(obj)`` and ``check_cost(obj)`` run every contract check and raise
-``AssertionError`` with a precise message at the first failure. Each check is also available
-on its own (``ACTIVATION_CHECKS``, ``COST_CHECKS``), which is how the pytest plugin reports
-every check as its own test item::
+``AssertionError`` with a precise message at the first failure. Among them, ``stateless``
+fails any call that leaves something on the object (an attribute set, replaced or changed in
+place, on the instance, in its ``__slots__`` or on its class), and calls interleaved over
+batches of different shapes that do not give the serial results. Each check is also
+available on its own (``ACTIVATION_CHECKS``, ``COST_CHECKS``), which is how the pytest plugin
+reports every check as its own test item::
 
     # tests/test_conformance.py of a plugin package: the whole file
     from nnframe.testing import conformance_test
@@ -13,7 +16,9 @@ every check as its own test item::
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
+import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -130,6 +135,162 @@ def _batch(seed: int, dtype, shape=(5, 7)) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
+# -- state kept between calls ---------------------------------------------------------------
+# One registered object serves every layer and network that names it (two hidden layers of
+# one network share it), and large inputs run as row blocks in parallel threads. Anything a
+# call leaves behind for a later call (a stored output, a buffer, values kept by shape, the
+# last prediction) is therefore overwritten by other callers.
+_ABSENT = object()
+_FINGERPRINT_DEPTH = 4
+_STATE_ROWS = (7, 4, 7)  # batches 1 and 3 share a shape, batch 2 has fewer rows
+_LATER = "the array {} returned, read again after the later calls"
+
+
+def _stateless_fix(obj: object) -> str:
+    source = ("gradient receives a and y" if isinstance(obj, Cost)
+              else "backward receives z and a = forward(z)")
+    return ("plugins must keep no state between calls: one object serves every layer and "
+            "network that uses it, and row blocks in parallel threads. Compute every result "
+            f"from the arguments alone ({source}), and set constants in __init__ or as class "
+            "attributes")
+
+
+def _watched(obj: object) -> dict[str, object]:
+    """Everything a call could keep state in, by label: the instance's ``__dict__``
+    (``self.x``), its ``__slots__`` and the ``__dict__`` of each of its classes
+    (``Class.x``)."""
+    found: dict[str, object] = {}
+    instance_dict = getattr(obj, "__dict__", None)
+    if isinstance(instance_dict, dict):
+        found.update((f"self.{name}", value) for name, value in instance_dict.items())
+    for cls in type(obj).__mro__:
+        if cls is object:
+            continue
+        slots = cls.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if slot in ("__dict__", "__weakref__"):
+                continue
+            if slot.startswith("__") and not slot.endswith("__"):  # name-mangled
+                slot = f"_{cls.__name__.lstrip('_')}{slot}"
+            found[f"self.{slot}"] = getattr(obj, slot, _ABSENT)
+        found.update((f"{cls.__name__}.{name}", value) for name, value in vars(cls).items())
+    return found
+
+
+def _fingerprint(value: object, depth: int = 0) -> object:
+    """A comparable summary of ``value``: arrays by identity, shape, dtype and bytes;
+    containers and plain objects by identity and contents (a few levels deep)."""
+    if value is _ABSENT or value is None or isinstance(
+            value, (bool, int, float, complex, str, bytes, np.generic)):
+        return (type(value).__name__, repr(value))
+    if isinstance(value, np.ndarray):
+        return ("array", id(value), value.shape, value.dtype.str, value.tobytes())
+    if (depth >= _FINGERPRINT_DEPTH or callable(value) or hasattr(type(value), "__get__")
+            or isinstance(value, types.ModuleType)):  # code, classes, descriptors, modules
+        return ("object", type(value).__name__, id(value))
+    if isinstance(value, dict):
+        return ("dict", id(value), tuple((_fingerprint(k, depth + 1), _fingerprint(v, depth + 1))
+                                         for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return ("sequence", id(value), tuple(_fingerprint(v, depth + 1) for v in value))
+    if isinstance(value, (set, frozenset)):
+        return ("set", id(value), len(value), frozenset(repr(v) for v in value))
+    inner = getattr(value, "__dict__", None)  # plain objects, threading.local() included
+    return ("object", type(value).__name__, id(value),
+            _fingerprint(dict(inner), depth + 1) if isinstance(inner, dict) else None)
+
+
+def _state(obj: object) -> dict[str, object]:
+    return {label: (value, _fingerprint(value)) for label, value in _watched(obj).items()}
+
+
+def _describe(value: object) -> str:
+    if value is _ABSENT:
+        return "unset"
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    return f"a {type(value).__name__}"
+
+
+def _state_change(before: dict, after: dict) -> str | None:
+    for label in {**before, **after}:
+        old, old_fingerprint = before.get(label, (_ABSENT, None))
+        now, now_fingerprint = after.get(label, (_ABSENT, None))
+        if old is _ABSENT and now is not _ABSENT:
+            return f"set {label} (to {_describe(now)})"
+        if now is _ABSENT and old is not _ABSENT:
+            return f"deleted {label}"
+        if now is not old:
+            return f"replaced {label} ({_describe(old)} before the call, {_describe(now)} after)"
+        if now_fingerprint != old_fingerprint:
+            return f"changed the contents of {label} ({_describe(now)})"
+    return None
+
+
+class _CallFailed(Exception):
+    def __init__(self, what: str, exc: Exception):
+        super().__init__(what)
+        self.what, self.exc = what, exc
+
+
+def _watched_call(obj, what: str, fn, *args):
+    """``fn(*args)``; fails if the call left anything behind on the object or its classes.
+    Other exceptions come out as ``_CallFailed``, naming the call, for ``_interleaved``."""
+    before = _state(obj)
+    try:
+        result = fn(*args)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise _CallFailed(what, exc) from exc
+    change = _state_change(before, _state(obj))
+    if change is not None:
+        raise _fail(obj, f"{what} {change}; {_stateless_fix(obj)}.")
+    return result
+
+
+def _clone(obj):
+    """A copy of ``obj`` for reference results that no other call has touched."""
+    for make in (copy.deepcopy, lambda o: dill.loads(dill.dumps(o, recurse=True))):
+        try:
+            return make(obj)
+        except Exception:
+            continue
+    return obj
+
+
+def _shapes(arg: str, columns: int) -> str:
+    first, second, _ = _STATE_ROWS
+    return (f"{arg}1 and {arg}3 are {first} x {columns}, {arg}2 is {second} x {columns}, all "
+            "with different values")
+
+
+def _interleaved(obj, order: list[str], shapes: str,
+                 calls: Callable[[], Iterator[tuple[str, object]]], expected: dict) -> None:
+    """Compare each result that ``calls`` yields (running the calls in ``order`` on ``obj``)
+    with ``expected``, the same call's result with each batch run alone."""
+    checked = (f"checked: {', '.join(order)} ({shapes}) must give what the same calls give "
+               "one batch at a time, on a fresh copy of the object")
+    advice = (f"so it keeps state between calls, perhaps outside the object (a module-level "
+              f"cache or buffer); {_stateless_fix(obj)}")
+    results = calls()
+    while True:
+        try:
+            what, value = next(results)
+        except StopIteration:
+            return
+        except _CallFailed as failed:
+            exc = failed.exc
+            raise _fail(obj, f"{failed.what} raised {type(exc).__name__}: {exc} when calls on "
+                             f"different batches are interleaved, though each batch alone "
+                             f"works ({checked}), {advice}.") from exc
+        want = expected[what]
+        if not (np.shape(value) == np.shape(want)
+                and np.allclose(value, want, rtol=1e-10, atol=1e-12, equal_nan=True)):
+            raise _fail(obj, f"{what} differs when calls on different batches are interleaved "
+                             f"({checked}), {advice}.")
+
+
 # -- activation checks ---------------------------------------------------------------------
 def _activation_shape_and_dtype(obj: Activation) -> None:
     for dtype in DTYPES:
@@ -202,6 +363,47 @@ def _activation_thread_safe(obj: Activation) -> None:
                              "no mutable state between calls")
 
 
+def _activation_stateless(obj: Activation) -> None:
+    """No state kept between calls. On batches z1, z2, z3 (7, 4 and 7 rows, different values)
+    the calls forward(z1..z3), backward(z1..z3), forward_inplace(z1..z3), in that order on
+    ``obj``, must each give what the same calls give one batch at a time on a fresh copy, and
+    the arrays forward returned must still hold those values at the end. Around every call,
+    the object's ``__dict__``, its ``__slots__`` and its classes' attributes are compared:
+    anything set, replaced, deleted or changed in place fails."""
+    # z1 and z3 share a shape (exposes values kept by shape), z2 has fewer rows (exposes an
+    # array kept from another batch); every batch has its own values.
+    batches = [(k, _batch(20 + k, np.float64, (rows, 3)), _batch(30 + k, np.float64, (rows, 3)))
+               for k, rows in enumerate(_STATE_ROWS, start=1)]
+    expected: dict[str, np.ndarray] = {}
+    for k, z, g in batches:  # serial: one batch at a time, each on a fresh copy
+        alone = _clone(obj)
+        a = np.array(_call(obj, f"forward(z{k})", alone.forward, z.copy()))
+        expected[f"forward(z{k})"] = expected[_LATER.format(f"forward(z{k})")] = a
+        expected[f"backward(z{k}, a{k}, g{k})"] = np.array(_call(
+            obj, f"backward(z{k}, a{k}, g{k})", alone.backward, z.copy(), a.copy(), g.copy()))
+        expected[f"forward_inplace(z{k})"] = np.array(_call(
+            obj, f"forward_inplace(z{k})", alone.forward_inplace, z.copy()))
+
+    def calls() -> Iterator[tuple[str, np.ndarray]]:  # every forward, then every backward
+        outputs = {}
+        for k, z, _ in batches:
+            outputs[k] = _watched_call(obj, f"forward(z{k})", obj.forward, z)
+            yield f"forward(z{k})", np.array(outputs[k])
+        for k, z, g in batches:
+            what = f"backward(z{k}, a{k}, g{k})"
+            yield what, np.array(_watched_call(obj, what, obj.backward, z, outputs[k], g))
+        for k, z, _ in batches:
+            what = f"forward_inplace(z{k})"
+            yield what, np.array(_watched_call(obj, what, obj.forward_inplace, z.copy()))
+        for k, a in outputs.items():
+            yield _LATER.format(f"forward(z{k})"), np.array(a)
+
+    order = ([f"forward(z{k})" for k, _, _ in batches]
+             + [f"backward(z{k}, a{k}, g{k})" for k, _, _ in batches]
+             + [f"forward_inplace(z{k})" for k, _, _ in batches])
+    _interleaved(obj, order, _shapes("z", 3), calls, expected)
+
+
 def _activation_finite_at_extremes(obj: Activation) -> None:
     for dtype in DTYPES:
         z = np.array([[-EXTREME, -1.0, 0.0, 1.0, EXTREME],
@@ -261,7 +463,12 @@ ACTIVATION_CHECKS: tuple[Check, ...] = (
     Check("rows_independent", "activation", _activation_rows_independent,
           "vectorised over the batch: a row gives the same result alone or in a batch"),
     Check("thread_safe", "activation", _activation_thread_safe,
-          "no state shared between calls: safe on row blocks in parallel threads"),
+          "safe on row blocks in parallel threads: an earlier result survives a later "
+          "call, and forward_inplace from two threads at once gives the serial results"),
+    Check("stateless", "activation", _activation_stateless,
+          "no state kept between calls: no call sets or changes an attribute of the object "
+          "or its class, and interleaved calls on batches of different shapes give the "
+          "serial results"),
     Check("finite_at_extremes", "activation", _activation_finite_at_extremes,
           f"finite results and no warnings for inputs of ±{EXTREME:g}"),
     Check("backward_matches_finite_differences", "activation", _activation_gradient,
@@ -314,6 +521,32 @@ def _cost_batch_mean(obj: Cost) -> None:
         raise _fail(obj, f"loss is not a mean over the batch: the same batch repeated twice "
                          f"gives {twice!r} instead of {once!r}; divide the summed per-sample "
                          "loss by len(a)")
+
+
+def _cost_stateless(obj: Cost) -> None:
+    """As for activations, with loss(a1..a3), gradient(a1..a3), then loss(a1..a3) again."""
+    batches = [(k, _probabilities(40 + k, (rows, 4), np.float64),
+                _targets(50 + k, rows, 4, np.float64))
+               for k, rows in enumerate(_STATE_ROWS, start=1)]
+    expected: dict[str, object] = {}
+    for k, a, y in batches:  # serial: one batch at a time, each on a fresh copy
+        alone = _clone(obj)
+        loss = _call(obj, f"loss(a{k}, y{k})", alone.loss, a.copy(), y.copy())
+        expected[f"loss(a{k}, y{k})"] = expected[f"loss(a{k}, y{k}) called again"] = loss
+        expected[f"gradient(a{k}, y{k})"] = np.array(_call(
+            obj, f"gradient(a{k}, y{k})", alone.gradient, a.copy(), y.copy()))
+
+    rounds = (("loss", ""), ("gradient", ""), ("loss", " called again"))
+
+    def calls() -> Iterator[tuple[str, object]]:  # every loss, every gradient, every loss
+        for method, suffix in rounds:
+            for k, a, y in batches:
+                what = f"{method}(a{k}, y{k})"
+                yield what + suffix, np.array(_watched_call(obj, what, getattr(obj, method),
+                                                            a, y))
+
+    order = [f"{method}(a{k}, y{k})" for method, _ in rounds for k, _, _ in batches]
+    _interleaved(obj, order, _shapes("a", 4), calls, expected)
 
 
 def _cost_finite_when_saturated(obj: Cost) -> None:
@@ -380,6 +613,10 @@ COST_CHECKS: tuple[Check, ...] = (
           "loss is one finite float; gradient keeps the shape and dtype of a"),
     Check("inputs_untouched", "cost", _cost_inputs_untouched,
           "loss and gradient never modify a or y in place"),
+    Check("stateless", "cost", _cost_stateless,
+          "no state kept between calls: no call sets or changes an attribute of the object "
+          "or its class, and interleaved calls on batches of different shapes give the "
+          "serial results"),
     Check("loss_is_batch_mean", "cost", _cost_batch_mean,
           "loss is the mean over the batch of the per-sample loss"),
     Check("finite_when_saturated", "cost", _cost_finite_when_saturated,

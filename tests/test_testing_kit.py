@@ -1,5 +1,8 @@
 """The conformance kit catches real mistakes, each with a message that says what is wrong."""
 
+import os
+import threading
+
 import numpy as np
 import pytest
 from conftest import run_python
@@ -93,6 +96,88 @@ class BadName(Tanh):
     name = "My Tanh"
 
 
+# -- state kept between calls: each passed the kit before the `stateless` check ------------
+class StoresOutput(Tanh):
+    """Issue 12: keeps its forward output for backward. Two layers sharing the object
+    overwrite each other's output, so the first layer's backward uses the second's."""
+
+    def forward(self, z):
+        self.out = np.tanh(z)
+        return self.out
+
+    def backward(self, z, a, grad):
+        return grad * (1 - self.out * self.out)
+
+
+class CachesByShape(Tanh):
+    """Keeps the derivative for backward, one per input shape: same-shape batches clash."""
+
+    def __init__(self):
+        self._slope = {}
+
+    def forward(self, z):
+        a = np.tanh(z)
+        self._slope[z.shape] = 1 - a * a
+        return a
+
+    def backward(self, z, a, grad):
+        return grad * self._slope[z.shape]
+
+
+class KeepsOutputInASlot(Tanh):
+    __slots__ = ("_out",)
+
+    def forward(self, z):
+        self._out = np.tanh(z)
+        return self._out
+
+    def backward(self, z, a, grad):
+        return grad * (1 - self._out * self._out)
+
+
+class KeepsOutputOnTheClass(Tanh):
+    def forward(self, z):
+        type(self).last_output = np.tanh(z)
+        return type(self).last_output
+
+    def backward(self, z, a, grad):
+        return grad * (1 - self.last_output ** 2)
+
+
+class KeepsOutputPerThread(Tanh):
+    """Thread-local storage survives parallel row blocks, not two layers sharing the object."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def forward(self, z):
+        self._local.out = np.tanh(z)
+        return self._local.out
+
+    def backward(self, z, a, grad):
+        return grad * (1 - self._local.out ** 2)
+
+
+_HIDDEN = {}  # state outside the object, where no attribute watch can see it
+
+
+class KeepsOutputElsewhere(Tanh):
+    def forward(self, z):
+        _HIDDEN[id(self)] = a = np.tanh(z)
+        return a
+
+    def backward(self, z, a, grad):
+        return grad * (1 - _HIDDEN[id(self)] ** 2)
+
+
+class ReusesBufferElsewhere(Tanh):
+    """Returns one module-level buffer per shape: a later call overwrites an earlier result."""
+
+    def forward(self, z):
+        out = _HIDDEN.setdefault((id(self), z.shape, z.dtype), np.empty_like(z))
+        return np.tanh(z, out=out)
+
+
 class Squared(nnframe.Cost):
     name = "squared"
 
@@ -131,6 +216,26 @@ class ArrayLoss(Squared):
         return 0.5 * ((a - y) ** 2).sum(axis=1)
 
 
+class KeepsLastPrediction(Squared):
+    """Keeps the last prediction seen by loss and differentiates that one in gradient."""
+
+    def loss(self, a, y):
+        self.last = a.copy()
+        return super().loss(a, y)
+
+    def gradient(self, a, y):
+        return (self.last - y) / len(a)
+
+
+class KeepsLastPredictionElsewhere(Squared):
+    def loss(self, a, y):
+        _HIDDEN[id(self)] = a.copy()
+        return super().loss(a, y)
+
+    def gradient(self, a, y):
+        return (_HIDDEN[id(self)] - y) / len(a)
+
+
 class WrongFusedDelta(Squared):
     def fused_delta(self, activation):
         if activation.name == "sigmoid":
@@ -155,6 +260,17 @@ def test_correct_objects_pass():
     (Unpicklable(), ["dill round trip"]),
     (WrongInplace(), ["forward_inplace(z) differs from forward(z)"]),
     (KeepsBuffer(), ["a later forward call changed the array an earlier call returned"]),
+    (StoresOutput(), ["StoresOutput (name='my_tanh')", "forward(z1) replaced self.out",
+                      "keep no state between calls", "backward receives z and a = forward(z)"]),
+    (CachesByShape(), ["forward(z1) changed the contents of self._slope (a dict)",
+                       "keep no state between calls"]),
+    (KeepsOutputInASlot(), ["forward(z1) replaced self._out", "keep no state"]),
+    (KeepsOutputOnTheClass(), ["forward(z1) replaced KeepsOutputOnTheClass.last_output"]),
+    (KeepsOutputPerThread(), ["forward(z1) changed the contents of self._local"]),
+    (KeepsOutputElsewhere(), ["when calls on different batches are interleaved",
+                              "forward(z1), forward(z2), forward(z3), backward(z1, a1, g1)",
+                              "z1 and z3 are 7 x 3, z2 is 4 x 3", "keeps state between calls",
+                              "backward receives z and a = forward(z)"]),
     (BadName(), ["lowercase snake_case"]),
     (object(), ["not a subclass instance of nnframe.Activation"]),
 ])
@@ -171,6 +287,12 @@ def test_broken_activations_are_rejected_with_the_reason(obj, needles):
     (LogOfZero(), ["numerically unsafe"]),
     (ArrayLoss(), ["one float"]),
     (WrongFusedDelta(), ["fused_delta('sigmoid') differs"]),
+    (KeepsLastPrediction(), ["KeepsLastPrediction (name='squared')",
+                             "loss(a1, y1) replaced self.last", "keep no state between calls",
+                             "gradient receives a and y"]),
+    (KeepsLastPredictionElsewhere(), ["gradient(a1, y1) differs when calls on different "
+                                      "batches are interleaved", "loss(a1, y1), loss(a2, y2)",
+                                      "keeps state between calls"]),
 ])
 def test_broken_costs_are_rejected_with_the_reason(obj, needles):
     with pytest.raises(AssertionError) as info:
@@ -186,6 +308,47 @@ def test_each_check_runs_on_its_own():
     assert failing == ["backward_matches_finite_differences"]
     failing = [c.name for c in COST_CHECKS if _fails(c, GradientOffByFactor())]
     assert failing == ["gradient_matches_finite_differences"]
+
+
+@pytest.mark.parametrize("obj", [
+    StoresOutput(), CachesByShape(), KeepsOutputInASlot(), KeepsOutputOnTheClass(),
+    KeepsOutputPerThread(), KeepsOutputElsewhere(), ReusesBufferElsewhere(),
+    KeepsLastPrediction(), KeepsLastPredictionElsewhere(),
+], ids=type)
+def test_state_between_calls_fails_the_stateless_check_alone(obj):
+    checks = COST_CHECKS if isinstance(obj, nnframe.Cost) else ACTIVATION_CHECKS
+    (stateless,) = [c for c in checks if c.name == "stateless"]
+    with pytest.raises(AssertionError, match="keep no state between calls"):
+        stateless.run(obj)
+    with pytest.raises(AssertionError, match="keep no state between calls"):
+        stateless.run(type(obj)())  # a fresh object fails too, not only one used before
+
+
+def test_every_builtin_and_extras_object_passes_every_check():
+    cases = conformance_cases("nnframe") + conformance_cases("nnframe-extras")
+    assert {c.check.name for c in cases} >= {"stateless", "thread_safe"}
+    assert {c.label for c in cases} >= {"tanh", "softmax", "gelu", "cost:cross_entropy"}
+    for case in cases:
+        case()
+
+
+def test_a_stateful_tanh_shared_by_two_layers_trains_differently_and_the_kit_flags_it():
+    # Issue 12: one registered object serves both hidden layers; the first layer's backward
+    # then reads the output the second layer's forward left on the object.
+    x = np.random.default_rng(0).standard_normal((256, 6)).astype(np.float32)
+    labels = (x[:, 0] * x[:, 1] + x[:, 2] > 0).astype(int)
+
+    def final_loss(activation):
+        net = nnframe.NeuralNetwork(4, [6, 12, 12, 2], [None, activation, activation, "softmax"],
+                                    "cross_entropy", seed=3)
+        return net.train(32, x, labels, 8, 0.3, seed=4)["loss"][-1]
+
+    builtin = final_loss("tanh")
+    assert final_loss(Tanh()) == pytest.approx(builtin, rel=1e-5)  # sharing itself is fine
+    stateful = StoresOutput()
+    assert final_loss(stateful) != pytest.approx(builtin, rel=0.02)
+    with pytest.raises(AssertionError, match=r"StoresOutput .* replaced self\.out"):
+        check_activation(stateful)
 
 
 def _fails(check, obj):
@@ -230,6 +393,13 @@ def register_activations(register):
 '''
 
 
+def _with_site(make_plugin):
+    """PYTHONPATH for a child process: the throwaway plugin, then the code under test (a
+    PYTHONPATH already set, such as a checkout's), not only the installed nnframe."""
+    return os.pathsep.join(p for p in (str(make_plugin.site), os.environ.get("PYTHONPATH"))
+                           if p)
+
+
 def test_the_pytest_plugin_reports_each_check_as_an_item(make_plugin, tmp_path):
     make_plugin("nnframe-badtanh", BROKEN_PLUGIN)
     tests = tmp_path / "pkg_tests"
@@ -237,10 +407,9 @@ def test_the_pytest_plugin_reports_each_check_as_an_item(make_plugin, tmp_path):
     (tests / "test_conformance.py").write_text(
         "from nnframe.testing import conformance_test\n"
         "test_conformance = conformance_test('nnframe-badtanh')\n")
-    import os
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(make_plugin.site)}
+    env = {**os.environ, "PYTHONPATH": _with_site(make_plugin)}
     result = run_python("import sys, pytest; sys.exit(pytest.main(['-q', '-p', "
                         f"'no:cacheprovider', {str(tests)!r}]))", env=env, cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -256,7 +425,7 @@ def test_plugins_check_command(make_plugin):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gelu" in result.stdout and "all checks passed" in result.stdout
     make_plugin("nnframe-badtanh", BROKEN_PLUGIN)
-    result = nnframe_cli("plugins", "--check", env={"PYTHONPATH": str(make_plugin.site)})
+    result = nnframe_cli("plugins", "--check", env={"PYTHONPATH": _with_site(make_plugin)})
     assert result.returncode == 1
     line = next(x for x in result.stdout.splitlines() if "bad_tanh" in x)
     assert "FAIL" in line and "backward_matches_finite_differences" in line
