@@ -7,24 +7,35 @@ never holds the Python objects of installed plugins, so it survives refactors an
 package to install.
 
 ``load`` scans the pickle's opcodes before unpickling and refuses any that could import or
-call something; the unpickler itself also refuses every global. ``trusted=True`` switches to
-a full dill load, needed only for networks whose activation or cost objects were defined in
-the user's own code (``save`` embeds those by value and marks them as code).
+call something; the unpickler itself also refuses every global. The scan also follows the
+shape of the data, so that what it lets through loads and is checked in time and memory
+linear in the file's size: no sets, only string dict keys, no container referenced twice
+(the memo may share strings only), integers of at most 64 bits, strings of at most
+``MAX_STRING_CHARS`` characters, nesting at most ``MAX_DEPTH`` deep and at most
+``MAX_VALUES`` values in all. ``trusted=True`` (a real bool) switches to a full dill load,
+needed only for networks whose activation or cost objects were defined in the user's own
+code (``save`` embeds those by value and marks them as code).
+
+Every message that shows a value read from a file goes through :func:`nnframe._text.brief`.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import pickle
 import pickletools
+import re
 from pathlib import Path
 
 import dill
 import numpy as np
 
 from . import _files, _validation
+from ._text import brief
 from .base import Activation, Cost
 from .errors import (
+    InputError,
     MissingPluginError,
     ModelFileError,
     NNFrameError,
@@ -38,15 +49,38 @@ DTYPES = {"float32": "<f4", "float64": "<f8"}
 # The largest model file load reads (2 billion float32 weights); checked before reading.
 MAX_FILE_BYTES = 8 * 2**30
 
+# Bounds on what a file may describe, checked while scanning, before anything is built. The
+# real format nests 4 deep, holds a few hundred values plus one per epoch of history, and
+# short names; these leave ample room while keeping load linear in the file's size.
+MAX_DEPTH = 32
+MAX_VALUES = 2**20
+MAX_STRING_CHARS = 1024
+MAX_NAME_CHARS = 200  # activation, cost and distribution names
+_INT_LIMIT = 2**63  # integers must lie in [-2**63, 2**63)
+
 # Opcodes that build plain data. Anything else (GLOBAL, STACK_GLOBAL, REDUCE, BUILD, INST,
 # OBJ, NEWOBJ, EXT*, PERSID, out-of-band buffers...) could import or call code.
-PLAIN_OPCODES = frozenset("""
-    PROTO FRAME STOP MARK POP POP_MARK DUP MEMOIZE PUT BINPUT LONG_BINPUT GET BINGET
-    LONG_BINGET NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT
-    BINFLOAT STRING BINSTRING SHORT_BINSTRING BINBYTES SHORT_BINBYTES BINBYTES8 UNICODE
-    BINUNICODE SHORT_BINUNICODE BINUNICODE8 EMPTY_LIST APPEND APPENDS LIST EMPTY_DICT DICT
-    SETITEM SETITEMS EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_SET ADDITEMS FROZENSET
+_SCALAR_OPS = frozenset("""
+    NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT
+    BINBYTES SHORT_BINBYTES BINBYTES8
 """.split())
+_STRING_OPS = frozenset("STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE "
+                        "SHORT_BINUNICODE BINUNICODE8".split())
+_EMPTY_OPS = {"EMPTY_LIST": "list", "EMPTY_DICT": "dict", "EMPTY_TUPLE": "tuple"}
+_MARK_OPS = {"LIST": "list", "DICT": "dict", "TUPLE": "tuple"}
+_TUPLE_OPS = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
+_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+PLAIN_OPCODES = frozenset({"PROTO", "FRAME", "STOP", "MARK", "APPEND", "APPENDS", "SETITEM",
+                           "SETITEMS"}
+                          | _SCALAR_OPS | _STRING_OPS | set(_EMPTY_OPS) | set(_MARK_OPS)
+                          | set(_TUPLE_OPS) | _PUT_OPS | _GET_OPS)
+# Harmless opcodes the format never uses, refused as not nnframe data: sets can be built to
+# load in quadratic time (values that all hash alike), and pickle emits POP, POP_MARK and
+# DUP only for recursive structures.
+_NOT_IN_FORMAT = {"EMPTY_SET": "a set", "ADDITEMS": "a set", "FROZENSET": "a frozenset",
+                  "POP": "the opcode POP", "POP_MARK": "the opcode POP_MARK",
+                  "DUP": "the opcode DUP"}
 
 _TRUST_HINT = ("nnframe model files hold only plain data, so this file was not written by "
                "nnframe.save or was changed since. Nothing was executed. Load it with "
@@ -110,29 +144,167 @@ class _PlainUnpickler(pickle.Unpickler):
         raise UnsafeModelError("refusing to load: the file uses persistent ids. " + _TRUST_HINT)
 
 
+class _Shape:
+    """The scan's model of the unpickler: the kind and nesting depth of every stack entry.
+
+    It mirrors what the C unpickler does with each plain opcode, without building anything,
+    and refuses what the format never holds before a single object exists.
+    """
+
+    def __init__(self, where: str):
+        self.where = where
+        self.stack: list[tuple[str, int]] = []  # (kind, depth): "str", "scalar", "list"...
+        self.marks: list[int] = []
+        self.memo: dict[int, str] = {}  # memo index -> kind of what was stored there
+        self.values = 0
+
+    def fail(self, problem: str) -> ModelFileError:
+        return _bad(self.where, problem)
+
+    def push(self, kind: str, depth: int = 0) -> None:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self.fail(f"it holds more than {MAX_VALUES:,} values; nnframe model files "
+                            "hold a few hundred plus the training history")
+        self.stack.append((kind, depth))
+
+    def fence(self) -> int:
+        return self.marks[-1] if self.marks else 0
+
+    def pop(self, count: int) -> list[tuple[str, int]]:
+        if len(self.stack) - self.fence() < count:
+            raise self.fail("corrupt pickle: stack underflow")
+        items = self.stack[len(self.stack) - count:]
+        del self.stack[len(self.stack) - count:]
+        return items
+
+    def pop_mark(self) -> list[tuple[str, int]]:
+        if not self.marks:
+            raise self.fail("corrupt pickle: an opcode needs a MARK that is not there")
+        start = self.marks.pop()
+        items = self.stack[start:]
+        del self.stack[start:]
+        return items
+
+    def check_keys(self, items: list[tuple[str, int]]) -> None:
+        if len(items) % 2:
+            raise self.fail("corrupt pickle: a dict gets an odd number of items")
+        for kind, _ in items[::2]:
+            if kind != "str":
+                raise self.fail(f"it holds a dict key that is a {kind}, not a string; nnframe "
+                                "model files use only string keys (others can be built to "
+                                "collide and load in quadratic time)")
+
+    def container(self, kind: str, items: list[tuple[str, int]]) -> None:
+        if kind == "dict":
+            self.check_keys(items)
+        depth = 1 + max((d for _, d in items), default=0)
+        if depth > MAX_DEPTH:
+            raise self.fail(f"it nests containers more than {MAX_DEPTH} deep")
+        self.push(kind, depth)
+
+    def add_to(self, kind: str, items: list[tuple[str, int]]) -> None:
+        """APPEND(S)/SETITEM(S): ``items`` go into the container now on top of the stack."""
+        if len(self.stack) <= self.fence():
+            raise self.fail("corrupt pickle: stack underflow")
+        target, depth = self.stack[-1]
+        if target != kind:
+            raise self.fail(f"corrupt pickle: adds items to a {target}, not a {kind}")
+        if kind == "dict":
+            self.check_keys(items)
+        depth = max(depth, 1 + max((d for _, d in items), default=0))
+        if depth > MAX_DEPTH:
+            raise self.fail(f"it nests containers more than {MAX_DEPTH} deep")
+        self.stack[-1] = (target, depth)
+
+    def step(self, name: str, arg) -> None:
+        if name in _SCALAR_OPS:
+            if (isinstance(arg, int) and not isinstance(arg, bool)
+                    and not -_INT_LIMIT <= arg < _INT_LIMIT):
+                raise self.fail("it holds an integer wider than 64 bits")
+            self.push("scalar")
+        elif name in _STRING_OPS:
+            if len(arg) > MAX_STRING_CHARS:
+                raise self.fail(f"it holds a string of {len(arg):,} characters (at most "
+                                f"{MAX_STRING_CHARS:,} are allowed)")
+            self.push("str")
+        elif name in _EMPTY_OPS:
+            self.push(_EMPTY_OPS[name], 1)
+        elif name == "MARK":
+            self.marks.append(len(self.stack))
+        elif name in _MARK_OPS:
+            self.container(_MARK_OPS[name], self.pop_mark())
+        elif name in _TUPLE_OPS:
+            self.container("tuple", self.pop(_TUPLE_OPS[name]))
+        elif name == "APPEND":
+            self.add_to("list", self.pop(1))
+        elif name == "APPENDS":
+            self.add_to("list", self.pop_mark())
+        elif name == "SETITEM":
+            self.add_to("dict", self.pop(2))
+        elif name == "SETITEMS":
+            self.add_to("dict", self.pop_mark())
+        elif name in _PUT_OPS:
+            index = len(self.memo) if name == "MEMOIZE" else arg
+            if len(self.stack) <= self.fence():
+                raise self.fail("corrupt pickle: stack underflow")
+            if not isinstance(index, int) or not 0 <= index <= len(self.memo):
+                raise self.fail("corrupt pickle: memo indices out of order")
+            self.memo[index] = self.stack[-1][0]
+        elif name in _GET_OPS:
+            kind = self.memo.get(arg)
+            if kind is None:
+                raise self.fail("corrupt pickle: a memo reference to nothing")
+            if kind != "str":
+                raise self.fail(f"it uses one {kind} in several places; nnframe model files "
+                                "never share containers (shared ones can be built to take "
+                                "exponential time to check)")
+            self.push("str")
+        elif name == "STOP" and len(self.stack) <= self.fence():
+            raise self.fail("corrupt pickle: nothing to return")
+        # PROTO and FRAME change nothing on the stack.
+
+
 def _scan(data: bytes, where: str) -> None:
-    """Refuse, before unpickling anything, a pickle that uses any non-plain opcode."""
+    """Refuse, before unpickling anything, a pickle that uses any non-plain opcode or builds
+    anything the format never holds (see the module docstring)."""
     strings: list[str] = []
+    shape = _Shape(where)
     try:
         for opcode, arg, _ in pickletools.genops(data):
-            if opcode.name not in PLAIN_OPCODES:
-                if opcode.name == "GLOBAL" and isinstance(arg, str):
+            name = opcode.name
+            if name in _NOT_IN_FORMAT:
+                raise _bad(where, f"it holds {_NOT_IN_FORMAT[name]}, which nnframe model files "
+                                  "never do; nothing was unpickled")
+            if name not in PLAIN_OPCODES:
+                if name == "GLOBAL" and isinstance(arg, str):
                     target = arg.replace(" ", ".")
-                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                elif name == "STACK_GLOBAL" and len(strings) >= 2:
                     target = ".".join(strings[-2:])
                 else:
                     target = None
-                asks = f"asks to import {target}" if target else f"uses opcode {opcode.name}"
+                asks = (f"asks to import {brief(target)}" if target
+                        else f"uses opcode {name}")
                 raise UnsafeModelError(f"refusing to load {where}: it {asks}, which could run "
                                        "code. " + _TRUST_HINT)
             if isinstance(arg, str):
                 strings.append(arg)
                 del strings[:-2]
-    except UnsafeModelError:
+            shape.step(name, arg)
+    except ModelFileError:  # UnsafeModelError too
         raise
     except Exception as exc:
         raise ModelFileError(f"{where} is not a valid nnframe model file (corrupt or truncated "
-                             f"pickle: {exc}).") from None
+                             f"pickle: {_reason(exc)}).") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message, bounded whatever it was built from."""
+    args = exc.args
+    if len(args) == 1 and isinstance(args[0], str):
+        text = args[0]
+        return text if len(text) <= 200 else text[:197] + "..."
+    return brief(args, 200)
 
 
 def _read(path: Path) -> bytes:
@@ -149,8 +321,14 @@ def load(path, *, trusted: bool = False):
 
     By default only plain data is accepted: a file that would import or run anything raises
     :class:`UnsafeModelError` and nothing runs. ``trusted=True`` allows a full dill load,
-    including activation or cost objects that ``save`` embedded by value.
+    including activation or cost objects that ``save`` embedded by value. ``trusted`` must be
+    the bool ``True`` or ``False``; anything else (a string, a number, ``numpy.bool_``)
+    raises :class:`InputError` before the file is opened.
     """
+    if not isinstance(trusted, bool):
+        raise InputError(f"trusted must be True or False, got {type(trusted).__name__} "
+                         f"{brief(trusted)}; only trusted=True allows a full (code-running) "
+                         "load.")
     path = _validation.model_path(path, name="path")
     where = repr(str(path))
     data = _read(path)
@@ -167,58 +345,124 @@ def load(path, *, trusted: bool = False):
                              "valid nnframe model file.") from None
     except Exception as exc:
         raise ModelFileError(f"{where} is not a valid nnframe model file ({type(exc).__name__}: "
-                             f"{exc}).") from None
+                             f"{_reason(exc)}).") from None
     try:
         return from_payload(payload, where, trusted=trusted)
     except NNFrameError:
         raise
     except Exception as exc:  # a structure the checks did not foresee: still the file's fault
         raise ModelFileError(f"{where} is not a valid nnframe model file (unexpected structure: "
-                             f"{type(exc).__name__}: {exc}).") from None
+                             f"{type(exc).__name__}: {_reason(exc)}).") from None
 
 
 def _bad(where: str, problem: str) -> ModelFileError:
     return ModelFileError(f"{where} is not a valid nnframe model file: {problem}.")
 
 
+# PEP 508 distribution names; anything else in a file is not a distribution to name or query.
+_DISTRIBUTION = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
+
+
+def _installed_version(dist: str) -> str | None:
+    """The installed version of the distribution ``dist``, or None when it is not installed."""
+    if re.sub(r"[-_.]+", "-", dist).lower() == "nnframe":
+        from . import __version__
+
+        return __version__
+    try:
+        return importlib.metadata.version(dist)
+    except Exception:  # PackageNotFoundError, or metadata too broken to read
+        return None
+
+
+def _missing(record: dict, kind: str, name: str, where: str,
+             unknown: UnknownNameError) -> MissingPluginError:
+    """The error for a recorded name the registry does not know: install what is missing, or,
+    when the recorded distribution is installed, say so and suggest close names."""
+    from .plugins import builtins_only
+    from .registry import get_registry
+
+    shown = brief(name)
+    advice = []
+    if unknown.suggestion:
+        advice.append(f"Did you mean {brief(unknown.suggestion)}?")
+    if not name.isascii():
+        escaped = ascii(name)
+        escaped = escaped if len(escaped) <= 120 else escaped[:117] + "..."
+        advice.append(f"The name has characters that are not plain ASCII ({escaped}), "
+                      "perhaps a look-alike letter.")
+    if unknown.available:
+        advice.append(f"Available {kind}s: {brief(', '.join(unknown.available), 300)}.")
+    tail = " ".join(advice)
+    dist, version = record.get("distribution"), record.get("version")
+    saved = f" {brief(version, 40)}" if isinstance(version, str) else ""
+    if not isinstance(dist, str) or not dist:
+        return MissingPluginError(f"{where} needs the {kind} {shown}, which is not registered: "
+                                  f"install the plugin that provides it and load again. {tail}")
+    if len(dist) > MAX_NAME_CHARS or not _DISTRIBUTION.match(dist):
+        return MissingPluginError(f"{where} needs the {kind} {shown}, which is not registered; "
+                                  f"the file names its provider as {brief(dist)}, which is not a "
+                                  f"valid distribution name. {tail}")
+    installed = _installed_version(dist)
+    if installed is None:
+        return MissingPluginError(f"{where} needs the {kind} {shown}, which is not installed: "
+                                  f"it was provided by {dist}{saved}; install it with "
+                                  f"`pip install {dist}` and load again.")
+    normal = re.sub(r"[-_.]+", "-", dist).lower()
+    if normal != "nnframe" and builtins_only():
+        why = ("is installed, but NNFRAME_BUILTINS_ONLY is on, so nnframe ignores it; unset "
+               "NNFRAME_BUILTINS_ONLY and load again")
+    elif any(re.sub(r"[-_.]+", "-", f.distribution).lower() == normal
+             for f in get_registry().failures):
+        why = ("is installed but failed to load; run `nnframe plugins` to see why")
+    else:
+        why = f"is installed and does not provide it (the file was saved with {dist}{saved})"
+    return MissingPluginError(f"{where} needs the {kind} {shown}, which is unknown: {dist} "
+                              f"{installed} {why}. {tail}".rstrip())
+
+
 def _resolve(record, kind: str, where: str, trusted: bool):
     from .registry import get_registry
 
     if not isinstance(record, dict) or not isinstance(record.get("name"), str):
-        raise _bad(where, f"an {kind} entry is {record!r}, not a named record")
+        raise _bad(where, f"an {kind} entry is {brief(record)}, not a named record")
     name = record["name"]
+    if len(name) > MAX_NAME_CHARS:
+        raise _bad(where, f"the {kind} name {brief(name)} is {len(name):,} characters long; "
+                          f"names have at most {MAX_NAME_CHARS}")
     embedded = record.get("embedded")
     base = Activation if kind == "activation" else Cost
     if embedded is not None:
         if not trusted:
             raise UnsafeModelError(
-                f"{where} embeds Python code for the {kind} {name!r} (an object defined "
+                f"{where} embeds Python code for the {kind} {brief(name)} (an object defined "
                 "outside any installed plugin when the model was saved). Loading it would run "
                 "that code; use load(path, trusted=True) only if you trust the file.")
         if not isinstance(embedded, bytes):
-            raise _bad(where, f"the embedded {kind} {name!r} is not bytes")
+            raise _bad(where, f"the embedded {kind} {brief(name)} is not bytes")
         obj = dill.loads(embedded)
         if not isinstance(obj, base):
-            raise _bad(where, f"the embedded {kind} {name!r} is not an nnframe.{base.__name__}")
+            raise _bad(where, f"the embedded {kind} {brief(name)} is not an "
+                              f"nnframe.{base.__name__}")
         return obj
     try:
         return get_registry().lookup(kind, name).obj
-    except UnknownNameError:
-        dist, version = record.get("distribution"), record.get("version")
-        if isinstance(dist, str) and dist:
-            hint = (f"it was provided by {dist} {version}; install it with "
-                    f"`pip install {dist}` and load again")
-        else:
-            hint = "install the plugin that provides it and load again"
-        raise MissingPluginError(f"{where} needs the {kind} {name!r}, which is not installed: "
-                                 f"{hint}.") from None
+    except UnknownNameError as exc:
+        raise _missing(record, kind, name, where, exc) from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _array(record, shape: tuple[int, int], dtype: str, where: str, what: str) -> np.ndarray:
     if not isinstance(record, dict) or not isinstance(record.get("data"), bytes):
         raise _bad(where, f"{what} is not an array record")
-    if list(record.get("shape", ())) != list(shape):
-        raise _bad(where, f"{what} has shape {record.get('shape')!r} but the architecture "
+    recorded = record.get("shape")
+    # Types and length first: the comparison then touches two integers, whatever the file.
+    if (not isinstance(recorded, list) or len(recorded) != 2
+            or not all(_is_int(n) for n in recorded) or recorded != list(shape)):
+        raise _bad(where, f"{what} has shape {brief(recorded)} but the architecture "
                           f"needs {list(shape)}")
     expected = shape[0] * shape[1] * np.dtype(DTYPES[dtype]).itemsize
     if len(record["data"]) != expected:
@@ -232,28 +476,30 @@ def _array(record, shape: tuple[int, int], dtype: str, where: str, what: str) ->
 def from_payload(payload, where: str = "the model", *, trusted: bool = False):
     from .network import NeuralNetwork
 
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict):
+        raise _bad(where, "it does not start with the nnframe model header")
+    header = payload.get("format")
+    if not isinstance(header, str) or header != FORMAT:
         raise _bad(where, "it does not start with the nnframe model header")
     version = payload.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise _bad(where, f"format_version is {version!r}")
+    if not _is_int(version) or version < 1:
+        raise _bad(where, f"format_version is {brief(version)}")
     if version > FORMAT_VERSION:
-        raise ModelFileError(f"{where} uses model format {version}, newer than this nnframe "
-                             f"understands ({FORMAT_VERSION}); upgrade nnframe.")
+        raise ModelFileError(f"{where} uses model format {brief(version)}, newer than this "
+                             f"nnframe understands ({FORMAT_VERSION}); upgrade nnframe.")
     nodes = payload.get("num_nodes")
     if (not isinstance(nodes, list) or len(nodes) < 2
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
-                       for n in nodes)):
-        raise _bad(where, f"num_nodes is {nodes!r}")
+            or not all(_is_int(n) and 1 <= n < _INT_LIMIT for n in nodes)):
+        raise _bad(where, f"num_nodes is {brief(nodes)}")
     dtype = payload.get("dtype")
-    if dtype not in DTYPES:
-        raise _bad(where, f"dtype is {dtype!r}, expected float32 or float64")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise _bad(where, f"dtype is {brief(dtype)}, expected float32 or float64")
     records = payload.get("activations")
     if not isinstance(records, list) or len(records) != len(nodes) or records[0] is not None:
-        raise _bad(where, "the activations do not match the layers")
+        raise _bad(where, f"the activations do not match the layers (got {brief(records)})")
     for key in ("weights", "biases"):
         if not isinstance(payload.get(key), list) or len(payload[key]) != len(nodes) - 1:
-            raise _bad(where, f"{key} do not match the layers")
+            raise _bad(where, f"{key} do not match the layers (got {brief(payload.get(key))})")
     # Check every array before building anything: a bad file allocates nothing big.
     weights = [_array(payload["weights"][i], (nodes[i], nodes[i + 1]), dtype, where,
                       f"weights[{i}]") for i in range(len(nodes) - 1)]
@@ -267,8 +513,10 @@ def from_payload(payload, where: str = "the model", *, trusted: bool = False):
         layer.bias_for_layer = b
     history = payload.get("history")
     if isinstance(history, dict):
-        network.history = {str(k): [float(x) for x in v] for k, v in history.items()
-                           if isinstance(v, list)
+        # Only string keys and flat lists of numbers: nothing here formats or walks a
+        # structure from the file (a trusted file is not scanned and may share containers).
+        network.history = {k: [float(x) for x in v] for k, v in history.items()
+                           if isinstance(k, str) and isinstance(v, list)
                            and all(isinstance(x, (int, float)) for x in v)}
     rate = payload.get("learning_rate")
     if isinstance(rate, float) and np.isfinite(rate) and rate > 0:

@@ -196,7 +196,7 @@ def test_sigkill_mid_save_leaves_the_old_or_the_complete_new_file(tmp_path):
         proc.wait()
         assert path.read_bytes() in (old, new)  # never a mixture, never half a file
         nnframe.load(path)
-        for stray in tmp_path.glob(".model.pkl.*.tmp"):  # what a SIGKILL can leave behind
+        for stray in tmp_path.glob(".nnf*.tmp"):  # what a SIGKILL can leave behind
             stray.unlink()
 
 
