@@ -26,7 +26,9 @@ def brief(value: object, limit: int = 120) -> str:
     Never raises: a value whose ``__repr__`` fails shows as its type name.
     """
     try:
-        text = _REPR.repr(value)
+        # A string that fits is shown whole (a path, a name); anything else is shortened.
+        fits = isinstance(value, str) and len(value) <= limit - 2
+        text = repr(value) if fits else _REPR.repr(value)
     except Exception:  # a __repr__ that raises, an int too long to print...
         text = f"<{_type_name(value)} object>"
     if len(text) > limit:

@@ -105,11 +105,12 @@ def _bytes(count: int) -> str:
 def model_path(filename, *, name: str = "filename") -> Path:
     if not isinstance(filename, (str, Path)):
         raise InputError(f"{name} must be a path ending in .pkl, got "
-                         f"{type(filename).__name__} {filename!r}.")
+                         f"{type(filename).__name__} {brief(filename)}.")
     path = Path(filename)
     if path.suffix != ".pkl":
-        raise InputError(f"{name} {str(filename)!r} does not end in .pkl; nnframe model files "
-                         f"are .pkl files (for example {str(path.with_suffix('.pkl'))!r}).")
+        raise InputError(f"{name} {brief(str(filename), 300)} does not end in .pkl; nnframe "
+                         "model files are .pkl files (for example "
+                         f"{brief(str(path.with_suffix('.pkl')), 300)}).")
     return path
 
 

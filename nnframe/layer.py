@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validation, ops
+from ._text import brief
 from .base import Activation
 from .errors import InputError, PluginContractError
 from .registry import check_contract, get_activation
@@ -18,11 +19,11 @@ def resolve_activation(spec) -> Activation | None:
         try:
             check_contract(spec, "activation")
         except PluginContractError as exc:
-            raise PluginContractError(f"the activation object {spec!r} breaks the contract: "
+            raise PluginContractError(f"the activation object {brief(spec)} breaks the contract: "
                                       f"{exc}") from None
         return spec
     raise InputError(f"an activation must be a name such as 'relu', an nnframe.Activation "
-                     f"object, or None, got {type(spec).__name__} {spec!r}.")
+                     f"object, or None, got {type(spec).__name__} {brief(spec)}.")
 
 
 class Layer:

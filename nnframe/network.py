@@ -31,7 +31,7 @@ def resolve_cost(spec) -> Cost:
         check_contract(spec, "cost")
         return spec
     raise InputError(f"cost_function must be a name such as 'cross_entropy' or an nnframe.Cost "
-                     f"object, got {type(spec).__name__} {spec!r}.")
+                     f"object, got {type(spec).__name__} {brief(spec)}.")
 
 
 @dataclass
@@ -66,14 +66,18 @@ class NeuralNetwork:
         self.num_nodes = [int(n) for n in self.num_nodes]
         specs = _sequence(activation_function, "activation_function", self.num_layers)
         if specs[0] is not None:
-            raise InputError(f"activation_function[0] is {specs[0]!r}, but the first entry "
+            raise InputError(f"activation_function[0] is {brief(specs[0])}, but the first entry "
                              "belongs to the input layer, which has no activation; use None.")
-        try:
-            resolved = np.dtype(dtype) if dtype is not None else None
-        except TypeError:
-            resolved = None
+        resolved = None
+        # Only names and types: np.dtype() reads a nested list as a record layout, which for a
+        # list sharing its sublists takes time exponential in its depth.
+        if isinstance(dtype, (str, type, np.dtype)):
+            try:
+                resolved = np.dtype(dtype)
+            except (TypeError, ValueError):
+                resolved = None
         if resolved is None or resolved not in DTYPES:
-            raise InputError(f"dtype must be np.float32 or np.float64, got {dtype!r}.")
+            raise InputError(f"dtype must be np.float32 or np.float64, got {brief(dtype)}.")
         self.dtype = resolved
         activations: list[Activation | None] = [None]
         for i, spec in enumerate(specs[1:], start=1):
@@ -193,7 +197,7 @@ class NeuralNetwork:
         if what == "activation":
             act = self.layers[layer].activation_function
             raise PluginRuntimeError(
-                f"the activation {act.name!r} ({_provider_of(act)}) returned NaN or infinity "
+                f"the activation {brief(act.name)} ({_provider_of(act)}) returned NaN or infinity "
                 f"for finite inputs ({name} row {row}); fix or replace the plugin that "
                 "provides it.")
         if not ops.all_finite(*self.parameters()):
@@ -471,7 +475,7 @@ class NeuralNetwork:
                                  + f" Training stopped at epoch {epoch}; the weights are "
                                  f"restored to the start of epoch {epoch}.")
         if culprit is not None:
-            advice = (f"the activation {culprit.name!r} returned NaN or infinity for finite "
+            advice = (f"the activation {brief(culprit.name)} returned NaN or infinity for finite "
                       f"inputs; fix or replace the plugin that provides it "
                       f"({_provider_of(culprit)})")
         else:
@@ -489,7 +493,7 @@ class NeuralNetwork:
         """
         def who(obj) -> str:
             kind = "cost" if isinstance(obj, Cost) else "activation"
-            return f"the {kind} {obj.name!r} ({_provider_of(obj)})"
+            return f"the {kind} {brief(obj.name)} ({_provider_of(obj)})"
 
         def bad_shape(obj, what, out, shape) -> str | None:
             if isinstance(out, np.ndarray) and out.shape == shape:
@@ -588,7 +592,7 @@ class _ShapeBreach(Exception):
     """A plugin returned an array of the wrong shape; turned into a PluginRuntimeError."""
 
     def __init__(self, obj):
-        super().__init__(f"{obj!r} returned an array of the wrong shape")
+        super().__init__(f"{brief(obj)} returned an array of the wrong shape")
 
 
 def _provider_of(obj) -> str:

@@ -101,7 +101,7 @@ class Registry:
         if not isinstance(name, str):
             raise UnknownNameError(
                 f"{kind} name must be a string such as {_example(kind)!r}, "
-                f"got {type(name).__name__} {name!r}.", name=repr(name), kind=kind)
+                f"got {type(name).__name__} {brief(name)}.", name=brief(name), kind=kind)
         key = name.strip().lower()
         if key in self.entries[kind]:
             return self.entries[kind][key]
@@ -110,15 +110,17 @@ class Registry:
         if (kind, key) in self.rejected:
             raise PluginContractError(self.rejected[(kind, key)])
         available = tuple(sorted(self.entries[kind]))
-        close = difflib.get_close_matches(key, available, n=1, cutoff=0.6)
+        # difflib is quadratic in the length: no name is longer than a few dozen letters.
+        close = difflib.get_close_matches(key, available, n=1, cutoff=0.6) if len(key) < 100 \
+            else []
         suggestion = close[0] if close else None
-        parts = [f"Unknown {kind} {name!r}."]
+        parts = [f"Unknown {kind} {brief(name)}."]
         if suggestion:
             parts.append(f"Did you mean {suggestion!r}?")
         parts.append(f"Available {kind}s: {', '.join(available) or '(none)'}.")
         if self.failures:
             parts.append(f"{len(self.failures)} plugin(s) failed to load.")
-        parts.append(f"If {name!r} comes from a plugin, install it with pip. {PLUGINS_HINT}")
+        parts.append(f"If {brief(name)} comes from a plugin, install it with pip. {PLUGINS_HINT}")
         raise UnknownNameError(" ".join(parts), name=name, kind=kind, available=available,
                                suggestion=suggestion)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import dill
 import numpy as np
 
+from ._text import brief
 from .base import Activation, Cost
 from .errors import PluginContractError
 from .registry import check_contract
@@ -47,7 +48,7 @@ class Check:
 
 # -- helpers ------------------------------------------------------------------------------
 def _fail(obj: object, message: str) -> AssertionError:
-    return AssertionError(f"{type(obj).__name__} (name={getattr(obj, 'name', None)!r}): "
+    return AssertionError(f"{type(obj).__name__} (name={brief(getattr(obj, 'name', None))}): "
                           f"{message}")
 
 
@@ -496,7 +497,7 @@ def _cost_shape_and_dtype(obj: Cost) -> None:
         loss = _call(obj, "loss(a, y)", obj.loss, a, y)
         if (not isinstance(loss, (float, np.floating)) or isinstance(loss, bool)
                 or not np.isfinite(loss)):
-            raise _fail(obj, f"loss(a, y) returned {loss!r}; it must return one finite float "
+            raise _fail(obj, f"loss(a, y) returned {brief(loss)}; it must return one finite float "
                              "(the mean over the batch)")
         grad = _call(obj, "gradient(a, y)", obj.gradient, a, y)
         _check_array(obj, f"gradient(a, y) for {dtype.__name__}", grad, a)
@@ -519,8 +520,8 @@ def _cost_batch_mean(obj: Cost) -> None:
     twice = _call(obj, "loss(a, y)", obj.loss, np.concatenate([a, a]), np.concatenate([y, y]))
     if not np.isclose(twice, once, rtol=1e-9):
         raise _fail(obj, f"loss is not a mean over the batch: the same batch repeated twice "
-                         f"gives {twice!r} instead of {once!r}; divide the summed per-sample "
-                         "loss by len(a)")
+                         f"gives {brief(twice)} instead of {brief(once)}; divide the summed "
+                         "per-sample loss by len(a)")
 
 
 def _cost_stateless(obj: Cost) -> None:
@@ -585,7 +586,8 @@ def _cost_fused(obj: Cost, activations: Iterable[Activation] | None = None) -> N
     for activation in activations:
         cost = obj.for_output(activation)
         if not isinstance(cost, Cost):
-            raise _fail(obj, f"for_output({activation.name!r}) returned {cost!r}, not a Cost")
+            raise _fail(obj, f"for_output({brief(activation.name)}) returned {brief(cost)}, "
+                             "not a Cost")
         fused = cost.fused_delta(activation)
         if fused is None:
             continue
@@ -596,7 +598,7 @@ def _cost_fused(obj: Cost, activations: Iterable[Activation] | None = None) -> N
         expected = activation.backward(z, a, cost.gradient(a, y))
         got = fused(a, y)
         if not np.allclose(got, expected, rtol=1e-7, atol=1e-10):
-            raise _fail(obj, f"fused_delta({activation.name!r}) differs from "
+            raise _fail(obj, f"fused_delta({brief(activation.name)}) differs from "
                              "backward(z, a, gradient(a, y)); the closed form must equal the "
                              "chain rule")
 
