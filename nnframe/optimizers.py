@@ -135,11 +135,14 @@ def accepted_hyperparameters(cls: type[Optimizer]) -> tuple[str, ...] | None:
     """The hyperparameter names that ``cls.__init__`` accepts by keyword, in order.
 
     Returns:
-        The names, or ``None`` when ``__init__`` takes ``**kwargs`` (any name).
+        The names (none for a class that does not define ``__init__``), or ``None`` when
+        its ``__init__`` takes ``**kwargs`` (any name).
 
     Raises:
         PluginContractError: the signature cannot be read.
     """
+    if cls.__init__ is Optimizer.__init__:  # the base's **hyperparameters is not a listing
+        return ()
     try:
         parameters = inspect.signature(cls).parameters.values()
     except (TypeError, ValueError) as exc:
