@@ -42,7 +42,7 @@ from .errors import InputError, PluginContractError
 
 Hyperparameter = bool | int | float | str
 
-O = TypeVar("O", bound="Optimizer")  # noqa: E741
+OptimizerT = TypeVar("OptimizerT", bound="Optimizer")
 
 
 class Optimizer:
@@ -76,8 +76,10 @@ class Optimizer:
         """
         recorded: dict[str, Hyperparameter] = {}
         for key, value in hyperparameters.items():
-            if (key.startswith("_") or hasattr(Optimizer, key)
-                    or callable(getattr(type(self), key, None))):
+            # A method would be hidden by the value; a property would refuse it or hide it.
+            member = inspect.getattr_static(type(self), key, None)
+            if (key.startswith("_") or hasattr(Optimizer, key) or callable(member)
+                    or hasattr(member, "__set__")):
                 raise PluginContractError(
                     f"optimizer {self._label()}: a hyperparameter cannot be named {brief(key)}, "
                     "which is private or hides a method or member of the class; rename it")
@@ -155,7 +157,8 @@ def accepted_hyperparameters(cls: type[Optimizer]) -> tuple[str, ...] | None:
                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
-def create(cls: type[O], hyperparameters: Mapping[str, Any] | None = None) -> O:
+def create(cls: type[OptimizerT],
+           hyperparameters: Mapping[str, Any] | None = None) -> OptimizerT:
     """Instantiate the optimizer class ``cls`` with the user's ``hyperparameters``, checked.
 
     This is how nnframe builds every optimizer, built-in or plugin.

@@ -410,3 +410,18 @@ def test_descends_on_a_convex_quadratic(cls, hyper, lr):
     for step in range(1, 201):
         optimizer.update(param, param - target, state, lr, step)
     assert loss(param) < 0.01 * first, (first, loss(param))
+
+
+def test_a_hyperparameter_cannot_hide_a_property():
+    class Hidden(Optimizer):
+        name = "hidden"
+
+        def __init__(self, scale=1.0):
+            super().__init__(scale=scale)
+
+        @property
+        def scale(self):
+            return 2.0
+
+    with pytest.raises(PluginContractError, match="cannot be named 'scale'"):
+        create(Hidden)

@@ -150,8 +150,7 @@ class AdamW(Adam):
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.01) -> None:
-        Optimizer.__init__(self, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
-        self._check()
+        super().__init__(beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
 
     def update(self, param, grad, state, learning_rate, step):
         if self.weight_decay != 0:
