@@ -24,6 +24,7 @@ from .errors import (
 from .hookspecs import hookimpl
 from .layer import Layer, layer
 from .network import NeuralNetwork, TrainingState, neural_network
+from .optimizers import Optimizer
 from .persistence import load
 from .registry import (
     get_activation,
@@ -48,6 +49,7 @@ __all__ = [
     "ModelFileError",
     "NNFrameError",
     "NeuralNetwork",
+    "Optimizer",
     "PluginContractError",
     "PluginError",
     "PluginLoadError",
