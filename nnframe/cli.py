@@ -209,61 +209,72 @@ def _cmd_evaluate(args) -> int:
 
 
 IMAGE_LIMIT = 64 * 2**20  # bytes; far above any digit photo, far below a memory problem
-IMAGE_PIXELS_LIMIT = 50_000_000  # decoded pixels; below PIL's own bomb warning (89,478,485)
 
 
 def read_digit(path: str) -> np.ndarray:
-    """A PNG/JPEG as one MNIST-like row: grayscale, 28x28, white digit on black, in [0, 1].
+    """A picture of one digit as the model's input: float32 (28, 28) in [0, 1], MNIST-style.
 
     The file is read whole through :func:`nnframe._files.read_regular` (regular files only,
-    at most ``IMAGE_LIMIT`` bytes), so a FIFO or ``/dev/zero`` is refused at once. An image
-    declaring more than ``IMAGE_PIXELS_LIMIT`` pixels (a decompression bomb) is refused
-    before it is decoded.
+    at most ``IMAGE_LIMIT`` bytes), so a FIFO or ``/dev/zero`` is refused at once; then
+    :func:`nnframe.images.read_image` opens it (refusing decompression bombs before they are
+    decoded) and :func:`nnframe.images.to_mnist` finds the digit, scales it into a 20x20 box
+    and centres it in 28x28 as MNIST's digits are.
     """
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise NNFrameError("reading images needs Pillow: pip install 'nnframe[images]'") \
-            from None
     from ._files import read_regular
+    from .images import read_image, to_mnist
 
     data = read_regular(path, limit=IMAGE_LIMIT, what="PNG or JPEG image file", error=InputError)
-    shown = repr(str(path))
+    image = read_image(data, str(path))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > IMAGE_PIXELS_LIMIT:
-                    raise InputError(f"{shown} declares {width:,}x{height:,} pixels, more "
-                                     f"than {IMAGE_PIXELS_LIMIT:,}; it looks like a "
-                                     "decompression bomb and was not decoded. Scale the "
-                                     "image down first.")
-                gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{shown} is too large to decode safely ({exc}); it looks like a "
-                         "decompression bomb. Scale the image down first.") from None
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InputError(f"{shown} is not a readable PNG or JPEG image "
-                         f"({str(exc)[:160]}).") from None
-    pixels = np.asarray(gray, dtype=np.float32) / 255.0
-    if pixels.mean() > 0.5:  # dark digit on a light background: invert to MNIST's look
-        pixels = 1.0 - pixels
-    return pixels.reshape(784)
+        return to_mnist(image)
+    except InputError as exc:  # "no digit was found in the image": say which image
+        raise InputError(f"{str(path)!r}: {exc}") from None
+
+
+def _mnist_png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _score_name(network) -> str:
+    name = network.activation_function[-1]
+    return "softmax probability" if name == "softmax" else f"{name} output"
 
 
 def _cmd_predict(args) -> int:
+    from ._files import atomic_write
+
+    if args.top < 1:
+        raise InputError(f"--top must be an integer >= 1, got {args.top}.")
     network = _load_model(args.model, args.trusted)
     if network.num_nodes[0] != 784:
         raise InputError(f"{args.model} takes {network.num_nodes[0]} inputs, not 28x28 images.")
-    rows = np.stack([read_digit(p) for p in args.images])
-    outputs = network._infer(rows.astype(network.dtype))
-    for path, out in zip(args.images, outputs, strict=True):
-        digit = int(np.argmax(out))
-        print(f"{path}: {digit} (score {float(out[digit]):.3f})")
-    return 0
+    what = _score_name(network)
+    failed = 0
+    for path in args.images:
+        try:  # one bad file is named and skipped; the others are still predicted
+            pixels = read_digit(path)
+            saved = ""
+            if args.save_input:
+                target = Path(path).with_name(Path(path).stem + ".mnist.png")
+                atomic_write(target, _mnist_png(pixels), error=InputError)
+                saved = f" [model input: {target}]"
+        except NNFrameError as exc:
+            _err(f"error: {exc}")
+            failed += 1
+            continue
+        out = network._infer(pixels.reshape(1, 784).astype(network.dtype))[0]
+        order = np.argsort(-out, kind="stable")
+        digit = int(order[0])
+        line = f"{path}: {digit} (score {float(out[digit]):.3f} = {what})"
+        if args.top > 1:
+            line += f"; top {args.top}: " + ", ".join(f"{int(d)} {float(out[d]):.3f}"
+                                         for d in order[:args.top])
+        print(line + saved, flush=True)
+    return 1 if failed else 0
 
 
 def _cmd_data(args) -> int:
@@ -390,10 +401,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict digits in PNG/JPEG images",
-                       description="Print the digit a saved model sees in each image "
-                       "(converted to grayscale and resized to 28x28).")
+                       description="Print the digit a saved model sees in each image, with "
+                       "its score: the model's output for that digit (for a softmax output, "
+                       "the probability it gives the digit, 0 to 1). Each picture is prepared "
+                       "as MNIST's digits were: the digit is found on its background, made "
+                       "light on dark, scaled into a 20x20 box and centred in 28x28. An "
+                       "unreadable image is named on stderr and skipped; the exit status is "
+                       "then 1.")
     p.add_argument("model", help="a model file (.pkl)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("--top", type=int, default=1, metavar="K",
+                   help="list the K best digits, each with its score")
+    p.add_argument("--save-input", action="store_true",
+                   help="write the 28x28 picture the model sees beside each image "
+                   "(digit.png -> digit.mnist.png), to check the preparation")
     p.add_argument("--trusted", action="store_true",
                    help="allow a model with embedded code (only for files you trust)")
     p.set_defaults(func=_cmd_predict)

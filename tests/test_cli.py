@@ -184,7 +184,7 @@ def test_predict_names_a_bad_image(sample_model, tmp_path):
     out, _ = sample_model
     (tmp_path / "notes.png").write_text("not an image")
     result = nnframe_cli("predict", str(out / "model.pkl"), str(tmp_path / "notes.png"))
-    assert result.returncode == 1 and "not a readable PNG or JPEG" in result.stderr
+    assert result.returncode == 1 and "is not an image Pillow can read" in result.stderr
     result = nnframe_cli("predict", str(out / "model.pkl"), str(tmp_path / "absent.png"))
     assert result.returncode == 1 and "no PNG or JPEG image file" in result.stderr
 
