@@ -23,8 +23,28 @@ DEFAULTS = {"hidden": "256,128", "activation": "relu", "output_activation": "sof
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No prefixes: `--data my.npz` must not silently mean `--data-dir my.npz`.
+        kwargs["allow_abbrev"] = False
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one readable line, exit 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _Help(argparse.HelpFormatter):
+    """Each option's default once, at the end of its line; none for flags or options
+    without one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default == argparse.SUPPRESS
+                or "default" in text
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
 def _err(message: str) -> None:
@@ -101,6 +121,22 @@ def _check_network_size(sizes: list[int], dtype: str) -> None:
                          f"({MAX_PARAMETERS:,}); use fewer or smaller hidden layers.")
 
 
+def _check_numbers(args) -> None:
+    """Refuse a nonsense number before anything is built, loaded or written."""
+    import math
+
+    checks = [("--epochs", args.epochs >= 1, "an integer >= 1"),
+              ("--batch-size", args.batch_size >= 1, "an integer >= 1"),
+              ("--learning-rate", math.isfinite(args.learning_rate) and args.learning_rate > 0,
+               "a positive finite number such as 0.1"),
+              ("--seed", args.seed >= 0, "an integer >= 0"),
+              ("--subset", args.subset >= 0, "an integer >= 0 (0 means all images)")]
+    for option, ok, what in checks:
+        if not ok:
+            value = getattr(args, option[2:].replace("-", "_"))
+            raise InputError(f"{option} must be {what}, got {value}.")
+
+
 def _load_data(args, *, quiet_notice: bool = False):
     from .datasets import MNISTSampleWarning, load_mnist, load_sample
 
@@ -108,8 +144,10 @@ def _load_data(args, *, quiet_notice: bool = False):
         return load_sample()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MNISTSampleWarning)
+        # The sample stands in only for the default location: a directory the user named
+        # must hold MNIST (or receive it), never be silently replaced by 5,000 images.
         data = load_mnist(args.data_dir, download_missing=not args.no_download,
-                          progress=sys.stderr.isatty())
+                          fallback=args.data_dir is None, progress=sys.stderr.isatty())
     for w in caught:
         if issubclass(w.category, MNISTSampleWarning) and not quiet_notice:
             _err(f"note: {w.message}")
@@ -117,10 +155,13 @@ def _load_data(args, *, quiet_notice: bool = False):
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are (default: "
-                   "$NNFRAME_DATA_DIR, else the per-user cache)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are; missing files "
+                   "are downloaded there, and without them the command fails (default: "
+                   "$NNFRAME_DATA_DIR, else the per-user cache, where the embedded sample "
+                   "stands in if MNIST cannot be had)")
     p.add_argument("--no-download", action="store_true",
-                   help="never download; use local files or the embedded sample")
+                   help="never download; use local files (or, in the default location, the "
+                   "embedded sample)")
     p.add_argument("--sample", action="store_true",
                    help="use the 5,000-image MNIST sample that ships inside nnframe")
 
@@ -136,8 +177,7 @@ def _cmd_train(args) -> int:
     if len(names) != len(hidden):
         raise InputError(f"--activation has {len(names)} names for {len(hidden)} hidden layers; "
                          "give one name for all, or one per hidden layer.")
-    if args.subset < 0:
-        raise InputError(f"--subset must be >= 0 (0 means all images), got {args.subset}.")
+    _check_numbers(args)
     sizes = [784, *hidden, 10]
     _check_network_size(sizes, args.dtype)
     # Build first: an unknown activation or cost fails before any data is loaded.
@@ -147,9 +187,17 @@ def _cmd_train(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = _load_data(args)
     x_train, y_train = data.x_train, data.y_train
-    if args.subset:
-        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
-    print(f"{network}\ndata: {data.source}, {len(x_train):,} training and "
+    subset = ""
+    if args.subset and args.subset < len(y_train):
+        from .datasets import stratified_subset
+
+        rows = stratified_subset(y_train, args.subset, seed=args.seed)
+        x_train, y_train = x_train[rows], y_train[rows]
+        counts = np.bincount(y_train, minlength=10)
+        each = (f"{counts.min()}" if counts.min() == counts.max()
+                else f"{counts.min()}-{counts.max()}")
+        subset = f" (--subset: drawn at random with seed {args.seed}, {each} of each digit)"
+    print(f"{network}\ndata: {data.source}, {len(x_train):,} training{subset} and "
           f"{len(data.x_test):,} test images", flush=True)
     model_path = out / "model.pkl"
     history = network.train(args.batch_size, x_train, y_train, args.epochs,
@@ -308,14 +356,19 @@ def _check_plugins() -> int:
             check = case.check.name if case.check else "loads"
             failures.append(f"{check}: {exc}")
     failed = 0
+    # Every label names its kind ("activation:gelu", "cost:huber"); columns fit the longest.
+    labels = {label: label if ":" in label else f"activation:{label}" for label in results}
+    width = max((len(v) for v in labels.values()), default=0)
+    pwidth = max((len(provider) for provider, _ in results.values()), default=0)
     for label, (provider, failures) in results.items():
+        shown = labels[label]
         if failures:
             failed += 1
-            print(f"FAIL {label:<24} {provider}  {failures[0]}")
+            print(f"FAIL {shown:<{width}}  {provider:<{pwidth}}  {failures[0]}")
             for more in failures[1:]:
-                print(f"     {'':<24} {'':<{len(provider)}}  {more}")
+                print(f"     {'':<{width}}  {'':<{pwidth}}  {more}")
         else:
-            print(f"ok   {label:<24} {provider}")
+            print(f"ok   {shown:<{width}}  {provider}")
     if failed:
         print(f"{failed} of {len(results)} plugin objects failed the conformance checks.")
         return 1
@@ -367,8 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an MLP on MNIST and report test accuracy",
                        description="Train on MNIST, print the test accuracy, and write the "
-                       "model (.pkl), the history (JSON) and a plot (PNG) to --out.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "model (.pkl), the history (JSON) and a plot (PNG) to --out.")
     p.add_argument("--hidden", default=DEFAULTS["hidden"], metavar="SIZES",
                    help="hidden layer sizes, comma-separated (input 784 and output 10 are "
                    "added)")
@@ -378,14 +430,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-activation", default=DEFAULTS["output_activation"],
                    metavar="NAME", help="output layer activation")
     p.add_argument("--cost", default=DEFAULTS["cost"], metavar="NAME", help="cost function")
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    p.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"])
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], metavar="N",
+                   help="passes over the training images (>= 1)")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], metavar="N",
+                   help="images per SGD step (>= 1)")
+    p.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"],
+                   metavar="RATE", help="SGD step size (> 0)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                    help="seed for initialisation and shuffling")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="floating-point type of the weights and the arithmetic")
     p.add_argument("--subset", type=int, default=0, metavar="N",
-                   help="train on the first N training images only (0: all)")
+                   help="train on N training images drawn at random (--seed) with each digit "
+                   "in its share; 0 means all")
     p.add_argument("--out", default=DEFAULTS["out"], metavar="DIR",
                    help="where model.pkl, history.json and history.png go")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
@@ -430,11 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="show where MNIST is, and fetch it",
                        description="Show the MNIST directory and the state of each file; "
                        "--fetch downloads and verifies missing files.")
-    p.add_argument("--data-dir", metavar="DIR", help="the MNIST directory to inspect")
-    p.add_argument("--fetch", action="store_true", help="download missing or bad files")
+    p.add_argument("--data-dir", metavar="DIR", help="the MNIST directory to inspect "
+                   "(default: $NNFRAME_DATA_DIR, else the per-user cache)")
+    p.add_argument("--fetch", action="store_true", help="download missing or bad files "
+                   "(always tries, even just after a failed download)")
     p.add_argument("--deadline", type=_seconds, default=DOWNLOAD_DEADLINE, metavar="SECONDS",
-                   help="give up on a mirror after this long for one file and try the next "
-                   f"(default: {DOWNLOAD_DEADLINE:g})")
+                   help="give up on a mirror after this long for one file and try the next")
     p.set_defaults(func=_cmd_data)
     return parser
 

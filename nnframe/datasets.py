@@ -490,3 +490,26 @@ def _short(exc: BaseException, limit: int = 160) -> str:
     text = str(exc)
     return text if len(text) <= limit else text[:limit] + "..."
 
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int | None = 0) -> np.ndarray:
+    """Indices of ``n`` rows drawn at random (``seed``) with each class in its share.
+
+    Each class gets ``n`` times its share of ``labels`` (so about n/10 of each digit in
+    MNIST), the remainder going to the classes with the largest fractions; within a class
+    the rows are a random choice. The indices come back shuffled. ``n`` at least
+    ``len(labels)`` gives every row.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    if n >= len(labels):
+        return rng.permutation(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = n * counts / len(labels)
+    quota = np.floor(exact).astype(np.int64)
+    left = n - int(quota.sum())
+    if left:  # largest fractions first, ties broken at random
+        order = np.lexsort((rng.random(len(classes)), -(exact - quota)))
+        quota[order[:left]] += 1
+    picked = [rng.choice(np.flatnonzero(labels == c), size=int(q), replace=False)
+              for c, q in zip(classes, quota, strict=True)]
+    return rng.permutation(np.concatenate(picked))
