@@ -305,15 +305,19 @@ def _cmd_predict(args) -> int:
     for path in args.images:
         try:  # one bad file is named and skipped; the others are still predicted
             pixels = read_digit(path)
-            saved = ""
-            if args.save_input:
-                target = Path(path).with_name(Path(path).stem + ".mnist.png")
-                atomic_write(target, _mnist_png(pixels), error=InputError)
-                saved = f" [model input: {target}]"
         except NNFrameError as exc:
             _err(f"error: {exc}")
             failed += 1
             continue
+        saved = ""
+        if args.save_input:
+            target = Path(path).with_name(Path(path).stem + ".mnist.png")
+            try:  # an unwritable directory: still predict, then say so
+                atomic_write(target, _mnist_png(pixels), error=InputError)
+                saved = f" [model input: {target}]"
+            except NNFrameError as exc:
+                _err(f"error: {exc}")
+                failed += 1
         out = network._infer(pixels.reshape(1, 784).astype(network.dtype))[0]
         order = np.argsort(-out, kind="stable")
         digit = int(order[0])

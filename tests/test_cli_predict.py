@@ -131,3 +131,15 @@ def test_top_must_be_at_least_one(model, pictures, value):
     result = nnframe_cli("predict", "--top", value, str(model), str(pictures[0][0]))
     assert result.returncode == 1
     assert result.stderr.strip() == f"nnframe: error: --top must be an integer >= 1, got {value}."
+
+
+
+def test_a_failed_save_input_still_predicts_and_exits_1(model, pictures, tmp_path):
+    picture = tmp_path / "d.png"
+    picture.write_bytes(pictures[0][0].read_bytes())
+    (tmp_path / "d.mnist.png").mkdir()  # the target cannot be written (even by root)
+    result = nnframe_cli("predict", "--save-input", str(model), str(picture), timeout=TIMEOUT)
+    assert result.returncode == 1
+    assert list(predicted(result.stdout)) == [str(picture)]
+    [error] = result.stderr.strip().splitlines()
+    assert error.startswith("nnframe: error: ") and "d.mnist.png" in error
