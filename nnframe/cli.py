@@ -23,8 +23,28 @@ DEFAULTS = {"hidden": "256,128", "activation": "relu", "output_activation": "sof
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No prefixes: `--data my.npz` must not silently mean `--data-dir my.npz`.
+        kwargs["allow_abbrev"] = False
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one readable line, exit 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _Help(argparse.HelpFormatter):
+    """Each option's default once, at the end of its line; none for flags or options
+    without one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default == argparse.SUPPRESS
+                or "default" in text
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
 def _err(message: str) -> None:
@@ -101,6 +121,22 @@ def _check_network_size(sizes: list[int], dtype: str) -> None:
                          f"({MAX_PARAMETERS:,}); use fewer or smaller hidden layers.")
 
 
+def _check_numbers(args) -> None:
+    """Refuse a nonsense number before anything is built, loaded or written."""
+    import math
+
+    checks = [("--epochs", args.epochs >= 1, "an integer >= 1"),
+              ("--batch-size", args.batch_size >= 1, "an integer >= 1"),
+              ("--learning-rate", math.isfinite(args.learning_rate) and args.learning_rate > 0,
+               "a positive finite number such as 0.1"),
+              ("--seed", args.seed >= 0, "an integer >= 0"),
+              ("--subset", args.subset >= 0, "an integer >= 0 (0 means all images)")]
+    for option, ok, what in checks:
+        if not ok:
+            value = getattr(args, option[2:].replace("-", "_"))
+            raise InputError(f"{option} must be {what}, got {value}.")
+
+
 def _load_data(args, *, quiet_notice: bool = False):
     from .datasets import MNISTSampleWarning, load_mnist, load_sample
 
@@ -108,8 +144,10 @@ def _load_data(args, *, quiet_notice: bool = False):
         return load_sample()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MNISTSampleWarning)
+        # The sample stands in only for the default location: a directory the user named
+        # must hold MNIST (or receive it), never be silently replaced by 5,000 images.
         data = load_mnist(args.data_dir, download_missing=not args.no_download,
-                          progress=sys.stderr.isatty())
+                          fallback=args.data_dir is None, progress=sys.stderr.isatty())
     for w in caught:
         if issubclass(w.category, MNISTSampleWarning) and not quiet_notice:
             _err(f"note: {w.message}")
@@ -117,10 +155,13 @@ def _load_data(args, *, quiet_notice: bool = False):
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are (default: "
-                   "$NNFRAME_DATA_DIR, else the per-user cache)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are; missing files "
+                   "are downloaded there, and without them the command fails (default: "
+                   "$NNFRAME_DATA_DIR, else the per-user cache, where the embedded sample "
+                   "stands in if MNIST cannot be had)")
     p.add_argument("--no-download", action="store_true",
-                   help="never download; use local files or the embedded sample")
+                   help="never download; use local files (or, in the default location, the "
+                   "embedded sample)")
     p.add_argument("--sample", action="store_true",
                    help="use the 5,000-image MNIST sample that ships inside nnframe")
 
@@ -136,8 +177,7 @@ def _cmd_train(args) -> int:
     if len(names) != len(hidden):
         raise InputError(f"--activation has {len(names)} names for {len(hidden)} hidden layers; "
                          "give one name for all, or one per hidden layer.")
-    if args.subset < 0:
-        raise InputError(f"--subset must be >= 0 (0 means all images), got {args.subset}.")
+    _check_numbers(args)
     sizes = [784, *hidden, 10]
     _check_network_size(sizes, args.dtype)
     # Build first: an unknown activation or cost fails before any data is loaded.
@@ -147,9 +187,17 @@ def _cmd_train(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = _load_data(args)
     x_train, y_train = data.x_train, data.y_train
-    if args.subset:
-        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
-    print(f"{network}\ndata: {data.source}, {len(x_train):,} training and "
+    subset = ""
+    if args.subset and args.subset < len(y_train):
+        from .datasets import stratified_subset
+
+        rows = stratified_subset(y_train, args.subset, seed=args.seed)
+        x_train, y_train = x_train[rows], y_train[rows]
+        counts = np.bincount(y_train, minlength=10)
+        each = (f"{counts.min()}" if counts.min() == counts.max()
+                else f"{counts.min()}-{counts.max()}")
+        subset = f" (--subset: drawn at random with seed {args.seed}, {each} of each digit)"
+    print(f"{network}\ndata: {data.source}, {len(x_train):,} training{subset} and "
           f"{len(data.x_test):,} test images", flush=True)
     model_path = out / "model.pkl"
     history = network.train(args.batch_size, x_train, y_train, args.epochs,
@@ -209,61 +257,76 @@ def _cmd_evaluate(args) -> int:
 
 
 IMAGE_LIMIT = 64 * 2**20  # bytes; far above any digit photo, far below a memory problem
-IMAGE_PIXELS_LIMIT = 50_000_000  # decoded pixels; below PIL's own bomb warning (89,478,485)
 
 
 def read_digit(path: str) -> np.ndarray:
-    """A PNG/JPEG as one MNIST-like row: grayscale, 28x28, white digit on black, in [0, 1].
+    """A picture of one digit as the model's input: float32 (28, 28) in [0, 1], MNIST-style.
 
     The file is read whole through :func:`nnframe._files.read_regular` (regular files only,
-    at most ``IMAGE_LIMIT`` bytes), so a FIFO or ``/dev/zero`` is refused at once. An image
-    declaring more than ``IMAGE_PIXELS_LIMIT`` pixels (a decompression bomb) is refused
-    before it is decoded.
+    at most ``IMAGE_LIMIT`` bytes), so a FIFO or ``/dev/zero`` is refused at once; then
+    :func:`nnframe.images.read_image` opens it (refusing decompression bombs before they are
+    decoded) and :func:`nnframe.images.to_mnist` finds the digit, scales it into a 20x20 box
+    and centres it in 28x28 as MNIST's digits are.
     """
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise NNFrameError("reading images needs Pillow: pip install 'nnframe[images]'") \
-            from None
     from ._files import read_regular
+    from .images import read_image, to_mnist
 
     data = read_regular(path, limit=IMAGE_LIMIT, what="PNG or JPEG image file", error=InputError)
-    shown = repr(str(path))
+    image = read_image(data, str(path))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > IMAGE_PIXELS_LIMIT:
-                    raise InputError(f"{shown} declares {width:,}x{height:,} pixels, more "
-                                     f"than {IMAGE_PIXELS_LIMIT:,}; it looks like a "
-                                     "decompression bomb and was not decoded. Scale the "
-                                     "image down first.")
-                gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{shown} is too large to decode safely ({exc}); it looks like a "
-                         "decompression bomb. Scale the image down first.") from None
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InputError(f"{shown} is not a readable PNG or JPEG image "
-                         f"({str(exc)[:160]}).") from None
-    pixels = np.asarray(gray, dtype=np.float32) / 255.0
-    if pixels.mean() > 0.5:  # dark digit on a light background: invert to MNIST's look
-        pixels = 1.0 - pixels
-    return pixels.reshape(784)
+        return to_mnist(image)
+    except InputError as exc:  # "no digit was found in the image": say which image
+        raise InputError(f"{str(path)!r}: {exc}") from None
+
+
+def _mnist_png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _score_name(network) -> str:
+    name = network.activation_function[-1]
+    return "softmax probability" if name == "softmax" else f"{name} output"
 
 
 def _cmd_predict(args) -> int:
+    from ._files import atomic_write
+
+    if args.top < 1:
+        raise InputError(f"--top must be an integer >= 1, got {args.top}.")
     network = _load_model(args.model, args.trusted)
     if network.num_nodes[0] != 784:
         raise InputError(f"{args.model} takes {network.num_nodes[0]} inputs, not 28x28 images.")
-    rows = np.stack([read_digit(p) for p in args.images])
-    outputs = network._infer(rows.astype(network.dtype))
-    for path, out in zip(args.images, outputs, strict=True):
-        digit = int(np.argmax(out))
-        print(f"{path}: {digit} (score {float(out[digit]):.3f})")
-    return 0
+    what = _score_name(network)
+    failed = 0
+    for path in args.images:
+        try:  # one bad file is named and skipped; the others are still predicted
+            pixels = read_digit(path)
+        except NNFrameError as exc:
+            _err(f"error: {exc}")
+            failed += 1
+            continue
+        saved = ""
+        if args.save_input:
+            target = Path(path).with_name(Path(path).stem + ".mnist.png")
+            try:  # an unwritable directory: still predict, then say so
+                atomic_write(target, _mnist_png(pixels), error=InputError)
+                saved = f" [model input: {target}]"
+            except NNFrameError as exc:
+                _err(f"error: {exc}")
+                failed += 1
+        out = network._infer(pixels.reshape(1, 784).astype(network.dtype))[0]
+        order = np.argsort(-out, kind="stable")
+        digit = int(order[0])
+        line = f"{path}: {digit} (score {float(out[digit]):.3f} = {what})"
+        if args.top > 1:
+            line += f"; top {args.top}: " + ", ".join(f"{int(d)} {float(out[d]):.3f}"
+                                         for d in order[:args.top])
+        print(line + saved, flush=True)
+    return 1 if failed else 0
 
 
 def _cmd_data(args) -> int:
@@ -297,14 +360,19 @@ def _check_plugins() -> int:
             check = case.check.name if case.check else "loads"
             failures.append(f"{check}: {exc}")
     failed = 0
+    # Every label names its kind ("activation:gelu", "cost:huber"); columns fit the longest.
+    labels = {label: label if ":" in label else f"activation:{label}" for label in results}
+    width = max((len(v) for v in labels.values()), default=0)
+    pwidth = max((len(provider) for provider, _ in results.values()), default=0)
     for label, (provider, failures) in results.items():
+        shown = labels[label]
         if failures:
             failed += 1
-            print(f"FAIL {label:<24} {provider}  {failures[0]}")
+            print(f"FAIL {shown:<{width}}  {provider:<{pwidth}}  {failures[0]}")
             for more in failures[1:]:
-                print(f"     {'':<24} {'':<{len(provider)}}  {more}")
+                print(f"     {'':<{width}}  {'':<{pwidth}}  {more}")
         else:
-            print(f"ok   {label:<24} {provider}")
+            print(f"ok   {shown:<{width}}  {provider}")
     if failed:
         print(f"{failed} of {len(results)} plugin objects failed the conformance checks.")
         return 1
@@ -356,8 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an MLP on MNIST and report test accuracy",
                        description="Train on MNIST, print the test accuracy, and write the "
-                       "model (.pkl), the history (JSON) and a plot (PNG) to --out.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "model (.pkl), the history (JSON) and a plot (PNG) to --out.")
     p.add_argument("--hidden", default=DEFAULTS["hidden"], metavar="SIZES",
                    help="hidden layer sizes, comma-separated (input 784 and output 10 are "
                    "added)")
@@ -367,14 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-activation", default=DEFAULTS["output_activation"],
                    metavar="NAME", help="output layer activation")
     p.add_argument("--cost", default=DEFAULTS["cost"], metavar="NAME", help="cost function")
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    p.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"])
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], metavar="N",
+                   help="passes over the training images (>= 1)")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], metavar="N",
+                   help="images per SGD step (>= 1)")
+    p.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"],
+                   metavar="RATE", help="SGD step size (> 0)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                    help="seed for initialisation and shuffling")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="floating-point type of the weights and the arithmetic")
     p.add_argument("--subset", type=int, default=0, metavar="N",
-                   help="train on the first N training images only (0: all)")
+                   help="train on N training images drawn at random (--seed) with each digit "
+                   "in its share; 0 means all")
     p.add_argument("--out", default=DEFAULTS["out"], metavar="DIR",
                    help="where model.pkl, history.json and history.png go")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
@@ -390,10 +462,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict digits in PNG/JPEG images",
-                       description="Print the digit a saved model sees in each image "
-                       "(converted to grayscale and resized to 28x28).")
+                       description="Print the digit a saved model sees in each image, with "
+                       "its score: the model's output for that digit (for a softmax output, "
+                       "the probability it gives the digit, 0 to 1). Each picture is prepared "
+                       "as MNIST's digits were: the digit is found on its background, made "
+                       "light on dark, scaled into a 20x20 box and centred in 28x28. An "
+                       "unreadable image is named on stderr and skipped; the exit status is "
+                       "then 1.")
     p.add_argument("model", help="a model file (.pkl)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("--top", type=int, default=1, metavar="K",
+                   help="list the K best digits, each with its score")
+    p.add_argument("--save-input", action="store_true",
+                   help="write the 28x28 picture the model sees beside each image "
+                   "(digit.png -> digit.mnist.png), to check the preparation")
     p.add_argument("--trusted", action="store_true",
                    help="allow a model with embedded code (only for files you trust)")
     p.set_defaults(func=_cmd_predict)
@@ -409,11 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="show where MNIST is, and fetch it",
                        description="Show the MNIST directory and the state of each file; "
                        "--fetch downloads and verifies missing files.")
-    p.add_argument("--data-dir", metavar="DIR", help="the MNIST directory to inspect")
-    p.add_argument("--fetch", action="store_true", help="download missing or bad files")
+    p.add_argument("--data-dir", metavar="DIR", help="the MNIST directory to inspect "
+                   "(default: $NNFRAME_DATA_DIR, else the per-user cache)")
+    p.add_argument("--fetch", action="store_true", help="download missing or bad files "
+                   "(always tries, even just after a failed download)")
     p.add_argument("--deadline", type=_seconds, default=DOWNLOAD_DEADLINE, metavar="SECONDS",
-                   help="give up on a mirror after this long for one file and try the next "
-                   f"(default: {DOWNLOAD_DEADLINE:g})")
+                   help="give up on a mirror after this long for one file and try the next")
     p.set_defaults(func=_cmd_data)
     return parser
 

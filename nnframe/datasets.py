@@ -64,6 +64,8 @@ MIRRORS = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 DOWNLOAD_LIMIT = 64 * 2**20  # no MNIST .gz is near this; a larger answer is not MNIST
+FAILED_MARKER = ".download-failed"  # in the data directory: when the last download failed
+RETRY_AFTER = 3600.0  # seconds during which load_mnist does not retry a failed download
 
 # A 5,000-image MNIST sample that ships inside nnframe, as the same four gzipped IDX files
 # (800 KB): the first 400 images of each digit in the training file and the first 100 of each
@@ -227,7 +229,7 @@ def download(data_dir: str | os.PathLike | None = None, *,
                 continue
             except DataError:
                 pass  # replaced below by a verified download
-        failures = []
+        failures, reasons = [], []
         for base in urls:
             url = base.rstrip("/") + f"/{spec.name}.gz"
             try:
@@ -238,10 +240,14 @@ def download(data_dir: str | os.PathLike | None = None, *,
                 break
             except (OSError, DataError, ValueError, http.client.HTTPException) as exc:
                 failures.append(f"{url}: {_short(exc) or type(exc).__name__}")
+                reasons.append(_reason(exc))
         else:
-            raise DataError(f"could not download {spec.name}.gz from any mirror ("
-                            + "; ".join(failures) + f"). Copy the MNIST files into {directory} "
-                            f"or set {DATA_DIR_ENV}.")
+            error = DataError(f"could not download {spec.name}.gz from any mirror ("
+                              + "; ".join(failures) + f"). Copy the MNIST files into "
+                              f"{directory} or set {DATA_DIR_ENV}.")
+            error.reason_short = reasons[-1] if reasons else "no mirrors configured"
+            raise error
+    _clear_failed(directory)
     return directory
 
 
@@ -397,35 +403,113 @@ def load_sample() -> MNIST:
 
 # -- the one entry point -------------------------------------------------------------------
 def load_mnist(data_dir: str | os.PathLike | None = None, *, download_missing: bool = True,
-               fallback: bool = True, progress: bool = False) -> MNIST:
+               fallback: bool = True, progress: bool = False,
+               retry_after: float = RETRY_AFTER) -> MNIST:
     """Load MNIST: 60,000 training and 10,000 test images, verified.
 
     Missing files are downloaded into the data directory (``download_missing``). When that
     fails too and ``fallback`` is true, the embedded 5,000-image sample is returned with an
     :class:`MNISTSampleWarning`. A corrupt local file is always an error, never a fallback.
+
+    A failed download is remembered in the data directory (the file ``FAILED_MARKER``, with
+    the time): for ``retry_after`` seconds (an hour by default) later calls do not try the
+    network again, so every command of a first, offline run does not wait on the mirrors.
+    :func:`download` (``nnframe data --fetch``) always tries, and clears the mark on success.
     """
     directory = resolve_data_dir(data_dir)
     try:
         return _load_full(directory)
     except FileNotFoundError as exc:
         missing = str(exc)
-    reason = f"{missing} is not in {directory}"
+    reason = "downloads are off"
     if download_missing:
-        try:
-            download(directory, progress=progress)
-            return _load_full(directory)
-        except (DataError, OSError) as exc:
-            reason += f" and could not be downloaded ({_short(exc)})"
+        failed_ago = _failed_ago(directory)
+        if failed_ago is not None and failed_ago < retry_after:
+            reason = (f"a download failed {_ago(failed_ago)} ago; not retried for "
+                      f"{_ago(retry_after)}")
+        else:
+            try:
+                download(directory, progress=progress)
+                return _load_full(directory)
+            except (DataError, OSError) as exc:
+                reason = getattr(exc, "reason_short", None) or _short(exc, 80)
+                _mark_failed(directory)
     if not fallback:
-        raise DataError(f"full MNIST is not available: {reason}. Copy the four MNIST files "
-                        f"there, set {DATA_DIR_ENV}, or run `nnframe data --fetch`.")
+        raise DataError(f"full MNIST is not available: {missing} is not in {directory} "
+                        f"({reason}). Copy the four MNIST files there, set {DATA_DIR_ENV}, "
+                        "or run `nnframe data --fetch`.")
     data = load_sample()
-    warnings.warn(f"using {data.source} because {reason}; for full MNIST run "
-                  f"`nnframe data --fetch` or set {DATA_DIR_ENV}.", MNISTSampleWarning,
-                  stacklevel=2)
+    warnings.warn(f"full MNIST not found in {directory} and not downloadable ({reason}); using "
+                  "the embedded MNIST sample (5,000 images). `nnframe data --fetch` to get it.",
+                  MNISTSampleWarning, stacklevel=2)
     return data
+
+
+
+def _failed_ago(directory: Path) -> float | None:
+    """Seconds since a download into ``directory`` last failed, or None (never, or unknown)."""
+    try:
+        when = float((directory / FAILED_MARKER).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    ago = time.time() - when
+    return max(ago, 0.0) if ago > -60 else None  # far in the future (clock change): retry
+
+
+def _mark_failed(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # a read-only directory: simply retry next time
+        (directory / FAILED_MARKER).write_text(f"{time.time():.3f}\n")
+
+
+def _clear_failed(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        (directory / FAILED_MARKER).unlink(missing_ok=True)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
+def _reason(exc: BaseException) -> str:
+    """A few words on why one download attempt failed: no URL, no wrapper text."""
+    import urllib.error
+
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else exc
+        text = getattr(exc, "strerror", None) or str(getattr(exc, "reason", exc))
+    else:
+        text = str(exc)
+    return _short(text or type(exc).__name__, 80)
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:
     text = str(exc)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int | None = 0) -> np.ndarray:
+    """Indices of ``n`` rows drawn at random (``seed``) with each class in its share.
+
+    Each class gets ``n`` times its share of ``labels`` (so about n/10 of each digit in
+    MNIST), the remainder going to the classes with the largest fractions; within a class
+    the rows are a random choice. The indices come back shuffled. ``n`` at least
+    ``len(labels)`` gives every row.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    if n >= len(labels):
+        return rng.permutation(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = n * counts / len(labels)
+    quota = np.floor(exact).astype(np.int64)
+    left = n - int(quota.sum())
+    if left:  # largest fractions first, ties broken at random
+        order = np.lexsort((rng.random(len(classes)), -(exact - quota)))
+        quota[order[:left]] += 1
+    picked = [rng.choice(np.flatnonzero(labels == c), size=int(q), replace=False)
+              for c, q in zip(classes, quota, strict=True)]
+    return rng.permutation(np.concatenate(picked))

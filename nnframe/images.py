@@ -60,6 +60,7 @@ WORK = 80  # side of the intermediate grid on which strokes are measured and thi
 MIN_CONTRAST = 0.05  # ink must differ from the background by 5% of the full range
 NOISE_SIGMAS = 6.0  # and by six standard deviations of the border's noise
 PEAK_FRACTION = 0.25  # and by a quarter of the stroke core's level
+PIXELS_LIMIT = 50_000_000  # decoded pixels; below Pillow's own bomb warning (89,478,485)
 
 
 def _pil():
@@ -76,17 +77,27 @@ def read_image(data: bytes, name: str) -> Image:
 
     Every failure is an :class:`InputError` naming ``name``: bytes that are not an image, a
     damaged or truncated file, and an image so large it could exhaust memory (Pillow's
-    decompression-bomb warning is treated as an error too).
+    decompression-bomb warning is treated as an error too, and an image declaring more than
+    ``PIXELS_LIMIT`` pixels is refused before it is decoded).
     """
     pil = _pil()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pil.DecompressionBombWarning)
             image = pil.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > PIXELS_LIMIT:
+                raise InputError(f"{name!r} declares {width:,}x{height:,} pixels, more than "
+                                 f"{PIXELS_LIMIT:,}; it looks like a decompression bomb and "
+                                 "was not decoded. Scale the image down (a digit needs no "
+                                 "more than a few hundred pixels).")
             image.load()
     except (pil.DecompressionBombError, pil.DecompressionBombWarning) as exc:
-        raise InputError(f"{name!r} is too large to read safely ({exc}); scale the image "
-                         "down (a digit needs no more than a few hundred pixels).") from None
+        raise InputError(f"{name!r} is too large to read safely: it looks like a "
+                         f"decompression bomb ({exc}). Scale the image down (a digit needs no "
+                         "more than a few hundred pixels).") from None
+    except InputError:
+        raise
     except pil.UnidentifiedImageError:
         raise InputError(f"{name!r} is not an image Pillow can read; give a PNG or JPEG "
                          "file.") from None

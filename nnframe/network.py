@@ -402,7 +402,8 @@ class NeuralNetwork:
                     for key, values in history.items():  # the network's record stays in step
                         self.history.setdefault(key, []).append(values[-1])
                     if verbose:
-                        line = " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items())
+                        line = " ".join(f"{k}={v[-1]:.2f}%" if "accuracy" in k
+                                        else f"{k}={v[-1]:.4f}" for k, v in history.items())
                         print(f"epoch {epoch}/{num_epochs} {line}", file=sys.stderr)
                     if callback is not None:
                         callback(TrainingState(epoch, num_epochs, num_batches, num_batches,

@@ -35,7 +35,8 @@ def plot_history(history: dict[str, list[float]], path: str | Path, *,
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # an empty history has no curves to name
+            ax.legend()
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -449,12 +449,12 @@ def test_bad_input_gets_a_clear_nnframe_error(entry, case, call):
 
 @pytest.mark.parametrize("args, needle", [
     (["train", "--hidden", "0"], "sizes must be >= 1"),
-    (["train", "--seed", "-1"], "seed must be None or a non-negative integer"),
-    (["train", "--subset", "-5"], "--subset must be >= 0"),
-    (["train", "--batch-size", "0"], "batch_size must be an integer >= 1"),
-    (["train", "--epochs", "-2"], "num_epochs must be an integer >= 0"),
-    (["train", "--learning-rate", "nan"], "learning_rate must be a positive finite"),
-    (["train", "--learning-rate", "inf"], "learning_rate must be a positive finite"),
+    (["train", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["train", "--subset", "-5"], "--subset must be an integer >= 0"),
+    (["train", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    (["train", "--epochs", "-2"], "--epochs must be an integer >= 1, got -2"),
+    (["train", "--learning-rate", "nan"], "--learning-rate must be a positive finite"),
+    (["train", "--learning-rate", "inf"], "--learning-rate must be a positive finite"),
     (["train", "--output-activation", "softmaxx"], "Did you mean 'softmax'"),
     (["train", "--dtype", "float16"], "invalid choice"),
     (["evaluate", "nothing.pkl"], "no model file"),

@@ -93,8 +93,11 @@ def test_train_writes_model_history_and_plot_and_reports_accuracy(sample_model):
 
 
 def test_train_falls_back_to_the_sample_with_a_one_line_notice(tmp_path):
+    # Only the default location falls back ($NNFRAME_DATA_DIR here); see test_cli_options
+    # for an explicit --data-dir, which never does.
     result = nnframe_cli("train", "--epochs", "1", "--hidden", "16", "--out", str(tmp_path),
-                         "--no-plot", "--data-dir", str(tmp_path / "nothing"), env=OFFLINE)
+                         "--no-plot", env={**OFFLINE,
+                                           "NNFRAME_DATA_DIR": str(tmp_path / "nothing")})
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.startswith("nnframe: note")]
     assert len(notes) == 1 and "embedded MNIST sample" in notes[0]
@@ -114,7 +117,7 @@ def test_train_accepts_plugin_activations_and_per_layer_names(tmp_path):
     (["train", "--cost", "nope"], "Unknown cost 'nope'"),
     (["train", "--hidden", "12,x"], "--hidden takes comma-separated sizes"),
     (["train", "--hidden", "8,8", "--activation", "relu,relu,relu"], "3 names for 2 hidden"),
-    (["train", "--learning-rate", "-1", "--sample"], "learning_rate must be a positive"),
+    (["train", "--learning-rate", "-1", "--sample"], "--learning-rate must be a positive"),
     (["train", "--epochs", "many"], "invalid int value"),
     (["evaluate", "missing.pkl"], "no model file at 'missing.pkl'"),
     (["evaluate", "model.txt"], "does not end in .pkl"),
@@ -184,7 +187,7 @@ def test_predict_names_a_bad_image(sample_model, tmp_path):
     out, _ = sample_model
     (tmp_path / "notes.png").write_text("not an image")
     result = nnframe_cli("predict", str(out / "model.pkl"), str(tmp_path / "notes.png"))
-    assert result.returncode == 1 and "not a readable PNG or JPEG" in result.stderr
+    assert result.returncode == 1 and "is not an image Pillow can read" in result.stderr
     result = nnframe_cli("predict", str(out / "model.pkl"), str(tmp_path / "absent.png"))
     assert result.returncode == 1 and "no PNG or JPEG image file" in result.stderr
 

@@ -94,7 +94,8 @@ def test_an_image_file_over_the_size_cap_is_refused_unread(model, tmp_path):
 def test_a_decompression_bomb_is_one_line_naming_the_file(model, tmp_path, width, height):
     # 20000x20000: PIL raises DecompressionBombError at open; 10000x10000 is past PIL's
     # warning threshold only (DecompressionBombWarning); 8000x8000 is below both but past
-    # nnframe's own cap (IMAGE_PIXELS_LIMIT), and would decode 64 MB for a 28x28 digit.
+    # nnframe's own cap (nnframe.images.PIXELS_LIMIT), and would decode 64 MB for a 28x28
+    # digit. All three are refused in one place, nnframe.images.read_image.
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png(width, height))
     result = predict(model, bomb)
@@ -102,8 +103,12 @@ def test_a_decompression_bomb_is_one_line_naming_the_file(model, tmp_path, width
 
 
 def test_an_image_under_the_cap_still_predicts(model, tmp_path):
+    from PIL import Image, ImageDraw
+
     good = tmp_path / "ok.png"
-    good.write_bytes(png(28, 28))
+    image = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(image).line([(14, 4), (14, 23)], fill=255, width=3)  # a "1"
+    image.save(good)
     result = predict(model, good)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{good}: ")
