@@ -10,7 +10,10 @@ import nnframe.hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
-FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```python(?: [^\n]*)?\n(.*?)^```", re.S | re.M)
+# A block titled with a file of the example plugin: ```python title="nnframe-extras/..."
+EXCERPT = re.compile(r'^```\w+ title="(nnframe-extras/[^"]+)"\n(.*?)^```', re.S | re.M)
+PLUGINS = ROOT / "plugins"
 SNIPPET = re.compile(r'^--8<-- "(.+)"$', re.M)
 
 
@@ -42,6 +45,24 @@ def test_included_snippets_exist():
     for page in PAGES:
         for path in SNIPPET.findall(page.read_text()):
             assert (ROOT / path).is_file(), f"{page.name} includes missing {path}"
+
+
+def test_the_plugin_tutorial_shows_the_example_package_word_for_word():
+    # The tutorial is read as a file too (on a code host, in an editor), so its code is
+    # inline, not included: each excerpt must still be exactly what the package holds.
+    page = ROOT / "docs" / "plugins" / "tutorial.md"
+    excerpts = EXCERPT.findall(page.read_text())
+    shown = {path for path, _ in excerpts}
+    assert {"nnframe-extras/nnframe_extras/__init__.py", "nnframe-extras/pyproject.toml",
+            "nnframe-extras/tests/test_conformance.py"} <= shown
+    for path, code in excerpts:
+        source = (PLUGINS / path).read_text()
+        assert code in source, f"{page.name} shows code that is not in plugins/{path}:\n{code}"
+    module = (PLUGINS / "nnframe-extras/nnframe_extras/__init__.py").read_text()
+    for name in ("class Softsign(", "class Huber(", "def register_activations(",
+                 "def register_costs("):
+        assert any(name in code for _, code in excerpts), f"the tutorial lost {name}"
+        assert name in module
 
 
 def hooks():
