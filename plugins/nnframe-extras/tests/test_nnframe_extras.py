@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import subprocess
@@ -7,10 +8,21 @@ import numpy as np
 import pytest
 
 import nnframe
+from nnframe.testing import check_cost
 
 NAMES = ["leaky_relu", "softplus", "silu", "gelu", "softsign"]
 COSTS = ["huber"]
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def checkout_module():
+    """The nnframe_extras of this checkout, whatever copy of it pip installed: `make`
+    installs the package non-editable and reinstalls it only when it runs."""
+    path = os.path.join(HERE, "nnframe_extras", "__init__.py")
+    spec = importlib.util.spec_from_file_location("nnframe_extras_checkout", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_names_resolve_through_entry_points_in_a_fresh_interpreter():
@@ -24,7 +36,7 @@ def test_names_resolve_through_entry_points_in_a_fresh_interpreter():
         "        out[n] = [e.provider.distribution, e.provider.plugin, type(e.obj).__module__]\n"
         "print(json.dumps(out))\n"
     )
-    # This checkout's module, found through the installed entry point (see conftest.py).
+    # The installed entry point, resolved to this checkout's module (first on the path).
     path = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, env={**os.environ, "PYTHONPATH": path})
@@ -35,7 +47,7 @@ def test_names_resolve_through_entry_points_in_a_fresh_interpreter():
 
 
 def test_huber_is_half_the_squared_error_up_to_delta_and_linear_beyond():
-    huber = nnframe.get_cost("huber")
+    huber = checkout_module().Huber()
     assert huber.delta == 0.5
     a = np.array([[0.9, 0.1], [0.2, 0.8]])
     y = np.array([[1.0, 0.0], [1.0, 0.0]])
@@ -46,11 +58,16 @@ def test_huber_is_half_the_squared_error_up_to_delta_and_linear_beyond():
     assert huber.loss(*small) == pytest.approx(nnframe.get_cost("mean_squared").loss(*small))
 
 
+def test_the_huber_cost_passes_the_kit():
+    check_cost(checkout_module().Huber())  # as test_conformance does, for the installed copy
+
+
 def test_a_network_trains_with_huber():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
     inputs = np.c_[labels + rng.normal(0, 0.3, 200), rng.normal(0, 1, 200)]
-    net = nnframe.NeuralNetwork(3, [2, 8, 2], [None, "tanh", "softmax"], "huber", seed=0)
+    net = nnframe.NeuralNetwork(3, [2, 8, 2], [None, "tanh", "softmax"],
+                                checkout_module().Huber(), seed=0)
     history = net.train(20, inputs, labels, 30, 0.5, seed=0)
     assert history["loss"][-1] < history["loss"][0]
     assert net.check_accuracy(None, inputs, labels) > 90
