@@ -47,6 +47,15 @@ def test_included_snippets_exist():
             assert (ROOT / path).is_file(), f"{page.name} includes missing {path}"
 
 
+def test_the_home_page_code_fits_its_box():
+    # The theme's code box holds about 80 characters at desktop width; longer lines scroll.
+    page = ROOT / "docs" / "index.md"
+    long = [line for block in re.findall(r"^```[^\n]*\n(.*?)^```", page.read_text(),
+                                         re.S | re.M)
+            for line in block.splitlines() if len(line) > 80]
+    assert not long, f"code lines wider than 80 characters on the home page: {long}"
+
+
 def test_the_plugin_tutorial_shows_the_example_package_word_for_word():
     # The tutorial is read as a file too (on a code host, in an editor), so its code is
     # inline, not included: each excerpt must still be exactly what the package holds.

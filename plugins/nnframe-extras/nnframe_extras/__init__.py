@@ -84,7 +84,7 @@ class Huber(nnframe.Cost):
     def loss(self, a, y):
         r = np.abs(a - y)
         small = np.minimum(r, self.delta)
-        # 0.5 r^2 up to delta, delta * (r - delta / 2) beyond; no square of a large r
+        # 0.5 r^2 up to delta, delta (r - delta / 2) beyond: no square of a large r
         return float((small * (r - 0.5 * small)).sum(axis=1).mean())
 
     def gradient(self, a, y):
