@@ -2,6 +2,7 @@
 
 import inspect
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,28 @@ def test_reference_doctests_pass(reference):
             if result.failed:
                 failed.append(path)
     assert not failed, f"the examples of {failed} do not give what they show"
+
+
+def test_reference_code_examples_run(reference, tmp_path, monkeypatch):
+    import nnframe
+    from nnframe.testing import check_activation, check_cost
+
+    monkeypatch.chdir(tmp_path)
+    fence = re.compile(r"^( *)```python\n(.*?)^\1```", re.S | re.M)  # indented in a section
+    blocks = [(path, block) for path, obj in reference.items() if obj.docstring
+              for _, block in fence.findall(obj.docstring.value)]
+    assert blocks, "no fenced python examples found in the reference's docstrings"
+    for path, block in blocks:
+        namespace = {"nnframe": nnframe, "__name__": "__docs__",
+                     "net": nnframe.NeuralNetwork(2, [2, 2], [None, "softmax"], "cross_entropy")}
+        try:
+            exec(compile(textwrap.dedent(block), f"{path} example", "exec"), namespace)
+        except Exception as exc:  # pragma: no cover - the message is the point
+            pytest.fail(f"the example of {path} raised {type(exc).__name__}: {exc}\n{block}")
+        # An example plugin class must pass the kit it is documented next to.
+        for value in list(namespace.values()):
+            if isinstance(value, type) and value not in (nnframe.Activation, nnframe.Cost):
+                if issubclass(value, nnframe.Activation):
+                    check_activation(value())
+                elif issubclass(value, nnframe.Cost):
+                    check_cost(value(), activations=[nnframe.get_activation("softmax")])
