@@ -14,7 +14,7 @@ PLUGIN := plugins/nnframe-extras
 # elsewhere they run once you `make torch`, and are skipped until then.
 TEST_NEEDS := $(FULL) $(if $(filter true 1 yes,$(CI)),$(TORCH))
 
-.PHONY: setup torch demo test bench clean
+.PHONY: setup torch demo test docs bench clean
 
 # What the main job needs: nnframe with plots and images (the MNIST sample ships inside
 # nnframe), and the example plugin installed for real.
@@ -52,6 +52,11 @@ test: $(TEST_NEEDS)
 	$(BIN)/ruff check .
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest -W error::RuntimeWarning
+
+# The documentation site, served with live reload at http://127.0.0.1:8000. The variable
+# silences mkdocs-material's end-of-life banner (a notice about the theme, not this site).
+docs: $(FULL)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # The performance benchmark (docs/performance.md): needs full MNIST in NNFRAME_DATA_DIR.
 bench: $(TORCH)

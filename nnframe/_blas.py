@@ -1,7 +1,7 @@
 """Optional shortcuts to the BLAS that NumPy itself ships, for what NumPy lacks: matrix
 products that accumulate into an existing array (``gemm`` with ``beta=1``): the weight update
 ``W -= scale * a.T @ step`` and the biased product ``out += a @ W`` (``out`` pre-filled with
-the bias); and control of the number of BLAS threads (used by :mod:`nnframe._parallel`).
+the bias); and control of the number of BLAS threads (used by `nnframe._parallel`).
 
 Folding the weight update into the matrix product saves a full pass over every weight
 matrix per batch (about 50 ms per MNIST epoch at batch size 64). Everything here is

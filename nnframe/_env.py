@@ -2,7 +2,7 @@
 
 A switch is on for ``1``, ``true``, ``yes`` or ``on`` and off for ``0``, ``false``, ``no``,
 ``off`` or an empty value, in any case and with surrounding spaces ignored. Any other value
-is never silently taken either way: it gives an :class:`~nnframe.EnvironmentWarning` naming
+is never silently taken either way: it gives an `nnframe.EnvironmentWarning` naming
 the variable, and the switch stays at its default.
 """
 

@@ -1,12 +1,12 @@
 """The one way nnframe opens a file it reads whole, and the one way it writes one.
 
-Reading (:func:`read_regular`): the path is opened once, without following the open into a
+Reading (`read_regular`): the path is opened once, without following the open into a
 blocking device (``O_NONBLOCK``, so a FIFO with no writer does not hang), checked with
 ``fstat`` on that same descriptor to be a regular file no larger than the caller's cap, and
 only then read. ``/dev/zero``, a FIFO, a socket or a directory behind a ``.pkl`` or image
 name is refused at once, whatever symlink leads there.
 
-Writing (:func:`atomic_write`): a temporary file with a short name in the target's directory,
+Writing (`atomic_write`): a temporary file with a short name in the target's directory,
 created with mode ``0o666`` so the kernel applies the umask (as ``open`` would), given the
 mode of the file it replaces if there is one, fsynced, then renamed over the target. A crash
 or a full disk never damages the previous file.

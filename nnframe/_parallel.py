@@ -10,7 +10,7 @@ there, and NumPy's small operations contend for the GIL.
 The BLAS thread count is process-wide, so while a split pass runs, BLAS calls from other
 threads of the program also use one thread (they stay correct, only slower); the count is
 restored when the last split pass ends. This needs the thread control of NumPy's own
-OpenBLAS (:func:`nnframe._blas.set_threads`); without it (another BLAS,
+OpenBLAS (`nnframe._blas.set_threads`); without it (another BLAS,
 ``NNFRAME_NO_BLAS=1``) or with ``NNFRAME_NUM_THREADS=1`` everything runs in the calling
 thread, with the same results.
 """

@@ -2,7 +2,7 @@
 
 Values read from a model file, an environment variable or a plugin can be built to print
 forever (a list nested 40 deep, each level referencing the one below four times, is 589
-bytes pickled and 4**40 leaves printed), or to raise in ``__repr__``. :func:`brief` shows a
+bytes pickled and 4**40 leaves printed), or to raise in ``__repr__``. `brief` shows a
 few elements per container, a few levels deep, and never more than ``limit`` characters,
 in time bounded by those limits whatever the value is.
 """

@@ -1,6 +1,6 @@
 """Argument checks shared by every public entry point.
 
-Each check runs before any work and raises :class:`InputError` with a message that names the
+Each check runs before any work and raises `InputError` with a message that names the
 argument, what was given, what was expected, and how to fix it.
 """
 
@@ -146,8 +146,8 @@ def _check_finite(array: np.ndarray, name: str) -> None:
 
 
 class NonFiniteRows(NNFrameError):
-    """Raised by :func:`require_finite_rows` inside an inference pass; the caller turns it
-    into the InputError of :func:`explain_nonfinite`, which needs the original data."""
+    """Raised by `require_finite_rows` inside an inference pass; the caller turns it
+    into the InputError of `explain_nonfinite`, which needs the original data."""
 
 
 def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = False,
@@ -155,7 +155,7 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
     """Return ``(array, was_1d)``: a 2-D array of ``dtype`` with ``width`` columns.
 
     ``check_finite=False`` leaves the NaN/infinity check to the caller, for inference, which
-    checks each row block just before using it (:func:`require_finite_rows`).
+    checks each row block just before using it (`require_finite_rows`).
     """
     array = _as_real_array(data, name)
     was_1d = array.ndim == 1
@@ -204,7 +204,7 @@ def require_finite_rows(rows: np.ndarray) -> None:
 
 
 def _all_finite(array: np.ndarray) -> bool:
-    """:func:`nnframe.ops.all_finite`, for large arrays in row blocks on all cores."""
+    """`nnframe.ops.all_finite`, for large arrays in row blocks on all cores."""
     return all(_parallel.map_rows(ops.all_finite, array))
 
 

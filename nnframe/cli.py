@@ -262,10 +262,10 @@ IMAGE_LIMIT = 64 * 2**20  # bytes; far above any digit photo, far below a memory
 def read_digit(path: str) -> np.ndarray:
     """A picture of one digit as the model's input: float32 (28, 28) in [0, 1], MNIST-style.
 
-    The file is read whole through :func:`nnframe._files.read_regular` (regular files only,
+    The file is read whole through `nnframe._files.read_regular` (regular files only,
     at most ``IMAGE_LIMIT`` bytes), so a FIFO or ``/dev/zero`` is refused at once; then
-    :func:`nnframe.images.read_image` opens it (refusing decompression bombs before they are
-    decoded) and :func:`nnframe.images.to_mnist` finds the digit, scales it into a 20x20 box
+    `nnframe.images.read_image` opens it (refusing decompression bombs before they are
+    decoded) and `nnframe.images.to_mnist` finds the digit, scales it into a 20x20 box
     and centres it in 28x28 as MNIST's digits are.
     """
     from ._files import read_regular

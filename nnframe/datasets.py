@@ -89,7 +89,16 @@ SAMPLE_SOURCE = "the embedded MNIST sample (4,000 training and 1,000 test images
 
 
 class MNIST(NamedTuple):
-    """Inputs are float32 in [0, 1], one 784-pixel row per image; labels are int64 0-9."""
+    """MNIST as arrays: inputs are float32 in [0, 1], one 784-pixel row per image; labels
+    are int64 class ids 0-9.
+
+    Attributes:
+        x_train: The training images, `(n, 784)`.
+        y_train: Their digits, `(n,)`.
+        x_test: The test images, `(m, 784)`.
+        y_test: Their digits, `(m,)`.
+        source: `"full MNIST in <dir>"`, or a description of the embedded sample.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -209,12 +218,27 @@ DOWNLOAD_DEADLINE = 300.0  # seconds for one file from one mirror, however the s
 def download(data_dir: str | os.PathLike | None = None, *,
              mirror_urls: Sequence[str] | None = None, progress: bool = False,
              timeout: float = 15.0, deadline: float = DOWNLOAD_DEADLINE) -> Path:
-    """Fetch every missing or bad MNIST file into the data directory; return it.
+    """Fetch every missing or bad MNIST file into the data directory.
 
     Each file is tried from each mirror in turn, verified, then moved into place atomically.
-    ``timeout`` bounds each network wait; ``deadline`` bounds one file from one mirror as a
-    whole, so a server that trickles bytes or stalls after its headers counts as failed and
-    the next mirror is tried.
+
+    Args:
+        data_dir: The data directory; `None` means `$NNFRAME_DATA_DIR`, else the per-user
+            cache (`~/.cache/nnframe/mnist`).
+        mirror_urls: Base URLs to try in order; `None` means `$NNFRAME_MNIST_MIRRORS`
+            (comma-separated), else the built-in mirrors.
+        progress: Draw a progress bar on standard error.
+        timeout: Seconds each network wait may take.
+        deadline: Seconds one file from one mirror may take as a whole, so a server that
+            trickles bytes or stalls after its headers counts as failed and the next mirror
+            is tried.
+
+    Returns:
+        The data directory.
+
+    Raises:
+        DataError: A file could not be downloaded and verified from any mirror.
+        ValueError: `deadline` is not positive.
     """
     if not deadline > 0:
         raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
@@ -407,14 +431,28 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download_missing: b
                retry_after: float = RETRY_AFTER) -> MNIST:
     """Load MNIST: 60,000 training and 10,000 test images, verified.
 
-    Missing files are downloaded into the data directory (``download_missing``). When that
-    fails too and ``fallback`` is true, the embedded 5,000-image sample is returned with an
-    :class:`MNISTSampleWarning`. A corrupt local file is always an error, never a fallback.
+    A corrupt local file is always an error, never a fallback. A failed download is
+    remembered in the data directory (the file `FAILED_MARKER`, with the time): for
+    `retry_after` seconds later calls do not try the network again, so the commands of a
+    first, offline run do not each wait on the mirrors; [download][nnframe.datasets.download]
+    (`nnframe data --fetch`) always tries, and clears the mark on success.
 
-    A failed download is remembered in the data directory (the file ``FAILED_MARKER``, with
-    the time): for ``retry_after`` seconds (an hour by default) later calls do not try the
-    network again, so every command of a first, offline run does not wait on the mirrors.
-    :func:`download` (``nnframe data --fetch``) always tries, and clears the mark on success.
+    Args:
+        data_dir: The data directory; `None` means `$NNFRAME_DATA_DIR`, else the per-user
+            cache (`~/.cache/nnframe/mnist`).
+        download_missing: Download missing files into the data directory.
+        fallback: When full MNIST is still unavailable, return the embedded 5,000-image
+            sample (4,000 training and 1,000 test images) with an `MNISTSampleWarning`
+            instead of raising.
+        progress: Show download progress on standard error.
+        retry_after: Seconds after a failed download during which no new attempt is made
+            (an hour by default).
+
+    Returns:
+        The images and labels, and where they came from (`source`).
+
+    Raises:
+        DataError: A file is corrupt, or full MNIST is unavailable and `fallback` is false.
     """
     directory = resolve_data_dir(data_dir)
     try:

@@ -1,7 +1,8 @@
 """Every exception nnframe raises on purpose.
 
-All of them derive from :class:`NNFrameError`, so ``except nnframe.NNFrameError`` catches
-anything nnframe reports about bad input, plugins or model files.
+All of them derive from [NNFrameError][nnframe.errors.NNFrameError], so
+`except nnframe.NNFrameError` catches anything nnframe reports about bad input, plugins or
+model files. Each is also importable from `nnframe` itself.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ class DuplicateNameError(PluginError):
 class UnknownNameError(NNFrameError, LookupError):
     """No activation or cost is registered under the requested name.
 
-    Subclasses ``LookupError`` (not ``KeyError``, which would quote the message).
+    Subclasses `LookupError` (not `KeyError`, which would quote the message).
+
+    Args:
+        message: The full message.
+        name: The name that was looked up.
+        kind: `"activation"` or `"cost"`.
+        available: The registered names of that kind.
+        suggestion: The closest registered name, or `None`.
     """
 
     def __init__(self, message: str, *, name: str = "", kind: str = "",
@@ -58,7 +66,7 @@ class ModelFileError(NNFrameError, ValueError):
 
 
 class UnsafeModelError(ModelFileError):
-    """A model file would run code on load; refused unless ``trusted=True``."""
+    """A model file would run code on load; refused unless `trusted=True`."""
 
 
 class MissingPluginError(ModelFileError, LookupError):
@@ -66,7 +74,15 @@ class MissingPluginError(ModelFileError, LookupError):
 
 
 class TrainingDivergedError(NNFrameError, ArithmeticError):
-    """Training produced a non-finite loss or weights."""
+    """Training produced a non-finite loss or weights.
+
+    The weights are restored to the start of the epoch that diverged.
+
+    Args:
+        message: The full message: where it diverged, and what to try.
+        epoch: The epoch that diverged, from 1.
+        batch: The batch that diverged, from 1.
+    """
 
     def __init__(self, message: str, *, epoch: int, batch: int):
         super().__init__(message)
@@ -83,4 +99,4 @@ class PluginWarning(UserWarning):
 
 
 class EnvironmentWarning(UserWarning):
-    """An ``NNFRAME_*`` environment variable holds a value nnframe does not understand."""
+    """An `NNFRAME_*` environment variable holds a value nnframe does not understand."""

@@ -8,7 +8,7 @@ anti-aliasing technique used by the normalization algorithm. The images were cen
 28x28 image by computing the center of mass of the pixels, and translating the image so as
 to position this point at the center of the 28x28 field." Squashing a whole 800x600 canvas
 to 28x28 instead leaves a small off-centre digit as a faint smudge in a corner, which the
-model has never seen, so :func:`to_mnist` repeats MNIST's steps:
+model has never seen, so `to_mnist` repeats MNIST's steps:
 
 1. Transparency is composited over white, from the alpha channel (or a palette's
    transparency). When the border is transparent the picture is ink on a transparent
@@ -18,20 +18,20 @@ model has never seen, so :func:`to_mnist` repeats MNIST's steps:
    pixels (robust to ink touching the edge); when the ink is darker than the background
    the picture is inverted, so the digit is light on dark like MNIST's.
 3. The background level is removed, and ink below a threshold is dropped (see
-   :func:`_ink`), so paper texture, sensor noise, JPEG ringing and a grey or tinted
+   `_ink`), so paper texture, sensor noise, JPEG ringing and a grey or tinted
    background do not count as ink; the rest is scaled so the stroke core is 1.0.
 4. The picture is cropped to the ink's bounding box.
 5. The longer side is scaled to 20 pixels keeping the aspect ratio, with an area-averaging
    (anti-aliasing) filter. NIST's digits were scanned pen strokes that are about a tenth of
    the digit's height thick, so MNIST's strokes are 2-3 pixels wide. A digit drawn with a
    3-pixel pen on a large canvas would shrink to a faint hairline, so strokes thinner than
-   MNIST's are first thickened to MNIST's proportion (see :func:`_normalise_strokes`).
+   MNIST's are first thickened to MNIST's proportion (see `_normalise_strokes`).
 6. The 20x20 box is pasted into 28x28 at the whole-pixel offset that puts the ink's centre
    of mass at (14, 14), as measured on MNIST itself, clamped so nothing of the box is cut.
 
-Only NumPy and Pillow are used. :func:`read_image` opens image bytes safely (Pillow's
+Only NumPy and Pillow are used. `read_image` opens image bytes safely (Pillow's
 decompression-bomb checks are errors) and reports every failure as an
-:class:`~nnframe.errors.InputError` naming the file.
+`nnframe.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _pil():
 def read_image(data: bytes, name: str) -> Image:
     """Open image bytes (PNG, JPEG, ... anything Pillow reads) and load them fully.
 
-    Every failure is an :class:`InputError` naming ``name``: bytes that are not an image, a
+    Every failure is an `InputError` naming ``name``: bytes that are not an image, a
     damaged or truncated file, and an image so large it could exhaust memory (Pillow's
     decompression-bomb warning is treated as an error too, and an image declaring more than
     ``PIXELS_LIMIT`` pixels is refused before it is decoded).
@@ -110,7 +110,7 @@ def read_image(data: bytes, name: str) -> Image:
 def to_mnist(image: Image) -> np.ndarray:
     """The digit in ``image`` as MNIST shows digits: float32 (28, 28) in [0, 1], white on black.
 
-    ``image`` is a ``PIL.Image.Image`` of any mode. Raises :class:`InputError` when the
+    ``image`` is a ``PIL.Image.Image`` of any mode. Raises `InputError` when the
     image holds no digit (it is all one colour, or only noise).
     """
     if not callable(getattr(image, "getbands", None)):

@@ -27,12 +27,35 @@ def resolve_activation(spec) -> Activation | None:
 
 
 class Layer:
-    """``num_nodes_in_layer`` nodes and the weights from them to the next layer.
+    """`num_nodes_in_layer` nodes and the weights from them to the next layer.
 
-    ``weights_for_layer`` is ``(num_nodes_in_layer, num_nodes_in_next_layer)`` and
-    ``bias_for_layer`` is ``(1, num_nodes_in_next_layer)``; both are ``None`` for the output
-    layer (``num_nodes_in_next_layer == 0``). ``activations`` holds this layer's output from
-    the last forward pass and ``pre_activations`` its input ``z`` (``None`` for the input layer).
+    [NeuralNetwork][nnframe.NeuralNetwork] builds its layers itself; build one directly only
+    to experiment.
+
+    Args:
+        num_nodes_in_layer: Nodes in this layer (at least 1).
+        num_nodes_in_next_layer: Nodes in the next layer; 0 for the output layer, which has
+            no weights.
+        activation_function: This layer's activation: a name such as `"relu"`, an
+            [Activation][nnframe.Activation] object, or `None` (the input layer).
+        init: `"glorot"` or `"he"`: the initialisation of the weights to the next layer.
+        dtype: `np.float32` or `np.float64`.
+        rng: A `numpy.random.Generator`, a non-negative int seed, or `None`.
+
+    Attributes:
+        weights_for_layer: `(num_nodes_in_layer, num_nodes_in_next_layer)`; `None` for the
+            output layer.
+        bias_for_layer: `(1, num_nodes_in_next_layer)`, zeros at first; `None` for the
+            output layer.
+        activations: This layer's output from the last forward pass.
+        pre_activations: Its input `z` from the last forward pass (`None` for the input
+            layer).
+        activation_function: The resolved [Activation][nnframe.Activation], or `None`.
+
+    Raises:
+        InputError: A size or `rng` is not valid.
+        UnknownNameError: The activation name is not registered.
+        PluginContractError: The activation object breaks the plugin contract.
     """
 
     def __init__(self, num_nodes_in_layer: int, num_nodes_in_next_layer: int,

@@ -36,7 +36,21 @@ def resolve_cost(spec) -> Cost:
 
 @dataclass
 class TrainingState:
-    """What a ``train(..., callback=f)`` callback receives after every batch."""
+    """What a `train(..., callback=f)` callback receives after every batch.
+
+    After the last batch of an epoch (and its validation pass) the callback is called once
+    more, with `epoch_done=True` and the epoch's `history`.
+
+    Attributes:
+        epoch: The current epoch, from 1.
+        num_epochs: The number of epochs `train` was asked for.
+        batch: The batch just done, from 1 (equal to `num_batches` when `epoch_done`).
+        num_batches: Batches per epoch.
+        loss: Running mean of the loss over the epoch so far.
+        accuracy: Running percentage of correctly classified samples over the epoch so far.
+        epoch_done: True only for the call that ends an epoch.
+        history: On that call, the history so far (the dict `train` returns); else empty.
+    """
 
     epoch: int
     num_epochs: int
@@ -51,9 +65,45 @@ class TrainingState:
 class NeuralNetwork:
     """A fully connected network built by name.
 
-    >>> net = NeuralNetwork(3, [2, 8, 2], [None, "tanh", "softmax"], "cross_entropy", seed=0)
-    >>> net
-    NeuralNetwork(2 -> 8 tanh -> 2 softmax, cost=cross_entropy, dtype=float32, parameters=42)
+    Every name is resolved, and every weight initialised, when the network is built, so a
+    misspelled name fails at once. Weights start He-initialised before activations whose
+    `init` is `"he"` and Glorot-initialised otherwise; biases start at zero.
+
+    Args:
+        num_layers: Number of layers, the input layer included (at least 2).
+        num_nodes: One size per layer, input layer first; each at least 1.
+        activation_function: One entry per layer: `None` for the input layer, then for
+            every other layer a name such as `"relu"` or an [Activation][nnframe.Activation]
+            object. A softmax over a single unit is refused: use `"sigmoid"` there.
+        cost_function: A cost name such as `"cross_entropy"` or a [Cost][nnframe.Cost]
+            object.
+        dtype: `np.float32` (the default) or `np.float64`, as a type or by name.
+        seed: Seed of the weight initialisation (a non-negative int or a
+            `numpy.random.Generator`); `None` draws fresh entropy.
+
+    Attributes:
+        layers: One [Layer][nnframe.Layer] per layer, input first; each holds the weights
+            and bias to the next layer.
+        num_layers: As given.
+        num_nodes: As given, as a list of ints.
+        activation_function: The activation names per layer (`None` for the input layer).
+        cost_function: The cost's name.
+        dtype: The dtype of every weight, bias and output.
+        history: Per-epoch `loss` and `accuracy` (and `val_loss`, `val_accuracy`) of every
+            `train` call so far, completed epochs only.
+        learning_rate: The learning rate of the last `train` call, or `None`.
+        error: What the last `calculate_error` returned, or `None`.
+
+    Raises:
+        InputError: An argument has the wrong type, size or value (the message says which).
+        UnknownNameError: An activation or cost name is not registered.
+        PluginContractError: An activation or cost object breaks the plugin contract.
+
+    Examples:
+        >>> net = NeuralNetwork(3, [2, 8, 2], [None, "tanh", "softmax"], "cross_entropy",
+        ...                     seed=0)
+        >>> net
+        NeuralNetwork(2 -> 8 tanh -> 2 softmax, cost=cross_entropy, dtype=float32, parameters=42)
     """
 
     def __init__(self, num_layers: int, num_nodes: Sequence[int],
@@ -120,7 +170,12 @@ class NeuralNetwork:
 
     # -- structure -------------------------------------------------------------------------
     def parameters(self) -> list[np.ndarray]:
-        """Every weight and bias array, input side first (the arrays themselves, not copies)."""
+        """Every weight and bias array, input side first.
+
+        Returns:
+            `[weights, bias, weights, bias, ...]`: the arrays themselves, not copies, so
+                writing into them changes the network.
+        """
         return [p for layer in self.layers[:-1]
                 for p in (layer.weights_for_layer, layer.bias_for_layer)]
 
@@ -148,7 +203,7 @@ class NeuralNetwork:
     def _infer(self, x: np.ndarray, *, classes: bool = False) -> np.ndarray:
         """Forward pass that leaves the layers' stored activations alone: the outputs, or
         with ``classes=True`` the class id per row. Large inputs run in row blocks on all
-        cores (see :mod:`nnframe._parallel`)."""
+        cores (see `nnframe._parallel`)."""
         rows = self._infer_classes if classes else self._infer_rows
         outputs = []
         # Overflow is found by the checks of _infer_rows and explained by the caller
@@ -292,7 +347,22 @@ class NeuralNetwork:
                                  "to test installed plugins.") from exc
 
     def forward_pass(self, inputs) -> np.ndarray:
-        """Run ``inputs`` (samples x features) through the network; return the outputs."""
+        """Run `inputs` through the network, keeping every layer's activations.
+
+        The stored activations are what [calculate_error][nnframe.NeuralNetwork.calculate_error]
+        and [back_pass][nnframe.NeuralNetwork.back_pass] then use.
+
+        Args:
+            inputs: A 2-D array-like, one row per sample, one column per input node.
+
+        Returns:
+            The output layer's activations, one row per sample.
+
+        Raises:
+            InputError: `inputs` has the wrong shape or type, holds NaN or infinity, or is
+                so large that the weighted sums overflow.
+            PluginRuntimeError: A plugin activation raised or broke its contract.
+        """
         x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             out = self._guarded("forward_pass", x, None, self._forward, x)
@@ -311,7 +381,19 @@ class NeuralNetwork:
         return targets
 
     def calculate_error(self, labels) -> float:
-        """The cost of the last forward pass against ``labels`` (mean over the batch)."""
+        """The cost of the last forward pass against `labels`.
+
+        Args:
+            labels: For the inputs of the last
+                [forward_pass][nnframe.NeuralNetwork.forward_pass]: 1-D integer class ids,
+                or 2-D probability rows (one column per output node).
+
+        Returns:
+            The mean over the batch of the per-sample loss; also stored in `error`.
+
+        Raises:
+            InputError: There was no forward pass yet, or `labels` do not fit it.
+        """
         self.error = float(self._loss.loss(self.layers[-1].activations,
                                            self._last_targets(labels, "calculate_error")))
         return self.error
@@ -319,8 +401,21 @@ class NeuralNetwork:
     def back_pass(self, labels, learning_rate: float | None = None) -> None:
         """Backpropagate the last forward pass's error and update every weight and bias.
 
-        Applies exactly ``-learning_rate`` times the gradient of :meth:`calculate_error`.
-        ``learning_rate`` defaults to the one of the last :meth:`train`.
+        Applies exactly `-learning_rate` times the gradient of what
+        [calculate_error][nnframe.NeuralNetwork.calculate_error] returns for the same
+        `labels`. If anything fails midway, no weight is changed.
+
+        Args:
+            labels: For the inputs of the last
+                [forward_pass][nnframe.NeuralNetwork.forward_pass]: 1-D integer class ids,
+                or 2-D probability rows.
+            learning_rate: A positive finite step size; `None` uses the one of the last
+                [train][nnframe.NeuralNetwork.train].
+
+        Raises:
+            InputError: There was no forward pass yet, `labels` do not fit it, or there is
+                no learning rate.
+            PluginRuntimeError: A plugin activation or cost raised or broke its contract.
         """
         if learning_rate is None:
             if self.learning_rate is None:
@@ -344,10 +439,37 @@ class NeuralNetwork:
               callback: Callable[[TrainingState], None] | None = None) -> dict[str, list]:
         """Mini-batch gradient descent over every sample, every epoch.
 
-        Shuffles each epoch (reproducibly with ``seed``); the last batch may be smaller.
-        Returns the history: ``loss`` and ``accuracy`` per epoch (means over the epoch's
-        batches), plus ``val_loss`` and ``val_accuracy`` with ``validation_data=(x, y)``.
-        Saves to ``filename`` (a ``.pkl``) at the end when one is given.
+        The order is shuffled each epoch (reproducibly with `seed`); the last batch may be
+        smaller. An epoch happens whole or not at all: whatever interrupts it (Ctrl-C, an
+        exception from a plugin or the callback, divergence) restores the weights of its
+        start, leaves it out of both histories and propagates.
+
+        Args:
+            batch_size: Samples per gradient step; one larger than the data makes the whole
+                data one batch.
+            inputs: A 2-D array-like, one row per sample.
+            labels: 1-D integer class ids, or 2-D probability rows (values in [0, 1], each
+                row summing to 1; with one output node, the probability of class 1).
+            num_epochs: Passes over the data (0 trains nothing).
+            learning_rate: A positive finite step size; losses are batch means, so it means
+                the same for any batch size.
+            filename: Where to save the trained network (a `.pkl` in an existing directory),
+                or `None`.
+            seed: Seed of the shuffling (a non-negative int or a `numpy.random.Generator`).
+            validation_data: `(inputs, labels)` evaluated after every epoch.
+            verbose: Print one line per epoch to standard error.
+            callback: Called with a [TrainingState][nnframe.TrainingState] after every batch
+                and once more at the end of every epoch.
+
+        Returns:
+            The history of this call: `loss` and `accuracy` per epoch (means over the epoch's
+                batches), plus `val_loss` and `val_accuracy` with `validation_data`. The same
+                values are appended to `history`.
+
+        Raises:
+            InputError: An argument has the wrong type, shape or value.
+            TrainingDivergedError: The loss or the weights became NaN or infinite.
+            PluginRuntimeError: A plugin activation or cost raised or broke its contract.
         """
         batch_size = _validation.positive_int(batch_size, "batch_size")
         num_epochs = _validation.positive_int(num_epochs, "num_epochs", minimum=0)
@@ -552,8 +674,20 @@ class NeuralNetwork:
         return load(filename)
 
     def predict(self, filename, input) -> np.ndarray:
-        """One-hot rows (argmax per row) for ``input``, using the model saved in
-        ``filename``, or this network when ``filename`` is None. A 1-D sample gives one row.
+        """The predicted class of every row of `input`, as one-hot rows.
+
+        Args:
+            filename: A model saved with [save][nnframe.NeuralNetwork.save] to use instead
+                of this network (loaded safely, as [load][nnframe.load] does), or `None`.
+            input: A 2-D array-like, one row per sample, or a single 1-D sample.
+
+        Returns:
+            One-hot rows (argmax per row); a single row for a 1-D sample. A network with one
+                output unit is read as a binary classifier (threshold 0.5).
+
+        Raises:
+            InputError: `input` has the wrong shape or type, or holds NaN or infinity.
+            ModelFileError: `filename` cannot be loaded.
         """
         net = self._network_for(filename)
         x, was_1d = net._unchecked_inputs(input, "input", allow_1d=True)
@@ -562,13 +696,37 @@ class NeuralNetwork:
         return rows[0] if was_1d else rows
 
     def predict_classes(self, inputs) -> np.ndarray:
-        """Class ids (int64) for ``inputs``, using this network."""
+        """The predicted class id of every row of `inputs`, using this network.
+
+        Args:
+            inputs: A 2-D array-like, one row per sample, or a single 1-D sample.
+
+        Returns:
+            Class ids (int64), one per row; a single id for a 1-D sample.
+
+        Raises:
+            InputError: `inputs` has the wrong shape or type, or holds NaN or infinity.
+        """
         x, was_1d = self._unchecked_inputs(inputs, "inputs", allow_1d=True)
         ids = self._classes("predict_classes", x, inputs, "inputs")
         return ids[0] if was_1d else ids
 
     def check_accuracy(self, filename, inputs, labels) -> float:
-        """Percentage of ``inputs`` classified as ``labels`` (correct * 100 / total)."""
+        """The percentage of `inputs` classified as `labels`.
+
+        Args:
+            filename: A model saved with [save][nnframe.NeuralNetwork.save] to use instead
+                of this network, or `None`.
+            inputs: A 2-D array-like, one row per sample.
+            labels: 1-D integer class ids, or 2-D probability rows.
+
+        Returns:
+            `correct * 100 / total`, from 0.0 to 100.0.
+
+        Raises:
+            InputError: `inputs` or `labels` have the wrong shape, type or values.
+            ModelFileError: `filename` cannot be loaded.
+        """
         net = self._network_for(filename)
         x, _ = net._unchecked_inputs(inputs, "inputs")
         _, ids = _validation.labels(labels, len(x), net.num_nodes[-1], net.dtype)
@@ -576,14 +734,34 @@ class NeuralNetwork:
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write this network to ``path`` (.pkl) atomically; see :func:`nnframe.load`."""
+        """Write this network to `path` atomically: a crash never damages an existing file.
+
+        The file holds plain data only; read it back with [load][nnframe.load].
+
+        Args:
+            path: A path ending in `.pkl`.
+
+        Raises:
+            InputError: `path` does not end in `.pkl`.
+            ModelFileError: The file cannot be written.
+        """
         from .persistence import save
 
         save(self, path)
 
     @staticmethod
     def load(path: str | Path, *, trusted: bool = False) -> NeuralNetwork:
-        """Read a network saved with :meth:`save`; see :func:`nnframe.load`."""
+        """Read a network saved with [save][nnframe.NeuralNetwork.save].
+
+        The same as [nnframe.load][nnframe.load], which documents it in full.
+
+        Args:
+            path: A path ending in `.pkl`.
+            trusted: `True` allows a full, code-running load (only for files you trust).
+
+        Returns:
+            The network.
+        """
         from .persistence import load
 
         return load(path, trusted=trusted)

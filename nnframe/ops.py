@@ -47,7 +47,7 @@ def weight_step(a: np.ndarray, delta: np.ndarray, learning_rate: float, weights:
                 bias: np.ndarray) -> None:
     """Gradient descent on one layer: ``W -= lr * a.T @ delta`` and ``b -= lr * sum(delta)``.
 
-    With NumPy's own BLAS reachable (see :mod:`nnframe._blas`) the update is folded into the
+    With NumPy's own BLAS reachable (see `nnframe._blas`) the update is folded into the
     matrix product (``gemm`` with ``alpha=-lr, beta=1``), so the weights are read and written
     once and no gradient array is allocated; otherwise NumPy computes and subtracts it.
     """

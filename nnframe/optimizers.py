@@ -1,9 +1,9 @@
-"""The optimizer plugin contract: :class:`Optimizer`, and its validated instantiation.
+"""The optimizer plugin contract: `Optimizer`, and its validated instantiation.
 
 An optimizer is a parameter update rule. nnframe instantiates the registered class once per
-network with the user's hyperparameters (through :func:`create`), asks it for each
-parameter's state (:meth:`Optimizer.init_state`), and after every batch calls
-:meth:`Optimizer.update` once per parameter. A third-party optimizer::
+network with the user's hyperparameters (through `create`), asks it for each
+parameter's state (`Optimizer.init_state`), and after every batch calls
+`Optimizer.update` once per parameter. A third-party optimizer::
 
     import numpy as np
     import nnframe
@@ -23,7 +23,7 @@ parameter's state (:meth:`Optimizer.init_state`), and after every batch calls
             m *= self.beta2
             m += (1 - self.beta2) * grad
 
-The helpers :func:`check_number` and :func:`check_bool` give hyperparameter errors the same
+The helpers `check_number` and `check_bool` give hyperparameter errors the same
 shape as the built-ins' (the name, the value, the accepted range).
 """
 
@@ -50,10 +50,10 @@ class Optimizer:
 
     Subclasses set ``name``, declare their hyperparameters with defaults as the keyword
     arguments of ``__init__``, pass them all on with ``super().__init__(**hyperparameters)``
-    and implement :meth:`update` (and :meth:`init_state` if the rule keeps state).
+    and implement `update` (and `init_state` if the rule keeps state).
 
     One instance serves every parameter of a network: keep per-parameter data in the state
-    that :meth:`init_state` returns, never on ``self``.
+    that `init_state` returns, never on ``self``.
     """
 
     name: str = ""
@@ -113,7 +113,7 @@ class Optimizer:
             param: the parameter to change in place; keep its dtype.
             grad: the gradient of the batch-mean cost with respect to ``param``; never modify
                 it.
-            state: what :meth:`init_state` returned for this parameter, as left by the
+            state: what `init_state` returned for this parameter, as left by the
                 previous update.
             learning_rate: the learning rate for this step.
             step: how many times this parameter has been updated, this update included
@@ -164,7 +164,7 @@ def create(cls: type[OptimizerT],
     This is how nnframe builds every optimizer, built-in or plugin.
 
     Args:
-        cls: a subclass of :class:`Optimizer`.
+        cls: a subclass of `Optimizer`.
         hyperparameters: names and plain values; omitted ones take ``__init__``'s defaults.
 
     Returns:

@@ -16,7 +16,7 @@ linear in the file's size: no sets, only string dict keys, no container referenc
 needed only for networks whose activation or cost objects were defined in the user's own
 code (``save`` embeds those by value and marks them as code).
 
-Every message that shows a value read from a file goes through :func:`nnframe._text.brief`.
+Every message that shows a value read from a file goes through `nnframe._text.brief`.
 """
 
 from __future__ import annotations
@@ -317,13 +317,34 @@ def _read(path: Path) -> bytes:
 
 
 def load(path, *, trusted: bool = False):
-    """Read a network saved by :meth:`NeuralNetwork.save`.
+    """Read a network saved by [NeuralNetwork.save][nnframe.NeuralNetwork.save].
 
     By default only plain data is accepted: a file that would import or run anything raises
-    :class:`UnsafeModelError` and nothing runs. ``trusted=True`` allows a full dill load,
-    including activation or cost objects that ``save`` embedded by value. ``trusted`` must be
-    the bool ``True`` or ``False``; anything else (a string, a number, ``numpy.bool_``)
-    raises :class:`InputError` before the file is opened.
+    [UnsafeModelError][nnframe.errors.UnsafeModelError] and nothing runs. `trusted=True`
+    allows a full dill load, including activation or cost objects that `save` embedded by
+    value.
+
+    Args:
+        path: A path ending in `.pkl`.
+        trusted: The bool `True` allows a full, code-running load: only for files you trust.
+            Anything but a real bool (a string, a number, `numpy.bool_`) raises
+            [InputError][nnframe.errors.InputError] before the file is opened.
+
+    Returns:
+        The [NeuralNetwork][nnframe.NeuralNetwork], with its training history.
+
+    Raises:
+        InputError: `path` does not end in `.pkl`, or `trusted` is not a bool.
+        UnsafeModelError: The file would import or run code and `trusted` is false.
+        MissingPluginError: The model needs an activation or cost that is not installed; the
+            message names the package to install.
+        ModelFileError: The file is missing, unreadable, corrupt or not an nnframe model.
+
+    Examples:
+        ```python
+        net.save("model.pkl")
+        same = nnframe.load("model.pkl")
+        ```
     """
     if not isinstance(trusted, bool):
         raise InputError(f"trusted must be True or False, got {type(trusted).__name__} "

@@ -10,7 +10,7 @@ plugins are first loaded):
     load only nnframe's built-in plugins; ignore every installed third-party plugin.
 
 Containment: every call into plugin code made while loading (importing the entry point,
-registering it with pluggy, calling a hook) goes through :meth:`PluginHost.contain`, which
+registering it with pluggy, calling a hook) goes through `PluginHost.contain`, which
 turns an exception of *any* kind, ``BaseException`` included, into a reported failure that
 names the entry point and distribution. That includes ``SystemExit``, ``GeneratorExit`` and
 ``KeyboardInterrupt``: a ``KeyboardInterrupt`` raised by plugin code cannot be told apart from
@@ -108,7 +108,7 @@ class _Failed(Exception):
 
 
 class _Verdict(PluginLoadError):
-    """nnframe's own finding about a plugin (raised inside :meth:`PluginHost.contain`),
+    """nnframe's own finding about a plugin (raised inside `PluginHost.contain`),
     reported as its bare message."""
 
 
@@ -182,7 +182,7 @@ class PluginHost:
     def contain(self, plugin: str, distribution: str, version: str, what: str,
                 function: Callable, *args: object) -> object:
         """Call ``function`` (plugin code, or code that runs it) with ``args``; on an exception
-        of any kind, report the plugin and raise :class:`_Failed`. The one place where a
+        of any kind, report the plugin and raise `_Failed`. The one place where a
         plugin's exceptions are caught. ``what`` prefixes the failure, e.g. ``"hook() "``."""
         try:
             return function(*args)
@@ -248,6 +248,6 @@ class PluginHost:
 
     def check(self, provider: Provider, what: str, function: Callable, *args: object) -> object:
         """Run a check of one registered object (plugin code: its properties, its methods),
-        contained like every other call into a plugin. Raises :class:`_Failed` if reported."""
+        contained like every other call into a plugin. Raises `_Failed` if reported."""
         return self.contain(provider.plugin, provider.distribution, provider.version, what,
                             function, *args)

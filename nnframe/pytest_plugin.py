@@ -1,6 +1,6 @@
 """The nnframe pytest plugin, registered through the ``pytest11`` entry point.
 
-It parametrizes any test made by :func:`nnframe.testing.conformance_test` (or any test that
+It parametrizes any test made by `nnframe.testing.conformance_test` (or any test that
 takes an ``nnframe_case`` argument and sets ``nnframe_plugin`` on itself or its module) with
 one case per registered object and contract check.
 """

@@ -230,7 +230,14 @@ def get_registry() -> Registry:
 
 
 def reload_plugins() -> Registry:
-    """Forget every loaded plugin and discover them again (reads the switches anew)."""
+    """Forget every loaded plugin and discover them again.
+
+    The `NNFRAME_*` switches are read anew. Networks already built keep the objects they
+    resolved.
+
+    Returns:
+        The new registry.
+    """
     global _registry
     _refuse_reentry("reload_plugins")
     with _lock:
@@ -272,25 +279,64 @@ def cost_entry(name: str) -> Entry:
 
 
 def get_activation(name: str) -> Activation:
-    """Return the activation registered as ``name`` (case-insensitive)."""
+    """The activation registered as `name`.
+
+    Args:
+        name: A registered name, in any case (`"ReLU"` finds `relu`).
+
+    Returns:
+        The shared [Activation][nnframe.Activation] object.
+
+    Raises:
+        UnknownNameError: Nothing is registered as `name`; the message lists what is and
+            suggests the closest match.
+        DuplicateNameError: Two plugins registered `name`.
+        PluginContractError: The object registered as `name` was rejected.
+    """
     return activation_entry(name).obj  # type: ignore[return-value]
 
 
 def get_cost(name: str) -> Cost:
-    """Return the cost registered as ``name`` (case-insensitive)."""
+    """The cost registered as `name`.
+
+    Args:
+        name: A registered name, in any case.
+
+    Returns:
+        The shared [Cost][nnframe.Cost] object.
+
+    Raises:
+        UnknownNameError: Nothing is registered as `name`; the message lists what is and
+            suggests the closest match.
+        DuplicateNameError: Two plugins registered `name`.
+        PluginContractError: The object registered as `name` was rejected.
+    """
     return cost_entry(name).obj  # type: ignore[return-value]
 
 
 def list_activations() -> list[str]:
-    """Sorted names of every usable activation."""
+    """Every usable activation.
+
+    Returns:
+        The names, sorted.
+    """
     return sorted(get_registry().entries["activation"])
 
 
 def list_costs() -> list[str]:
-    """Sorted names of every usable cost."""
+    """Every usable cost.
+
+    Returns:
+        The names, sorted.
+    """
     return sorted(get_registry().entries["cost"])
 
 
 def plugin_failures() -> list[PluginFailure]:
-    """Plugins (or objects) that failed to load or were rejected."""
+    """Plugins (or objects) that failed to load or were rejected.
+
+    Returns:
+        One `PluginFailure` per problem (its `describe()` says which plugin, and why);
+            empty when every plugin loaded.
+    """
     return list(get_registry().failures)

@@ -637,16 +637,30 @@ def checks_for(obj: object) -> tuple[Check, ...]:
 
 
 def check_activation(obj: Activation) -> None:
-    """Run every activation check on ``obj``; raise AssertionError at the first failure."""
+    """Run every activation check of the conformance kit on `obj`.
+
+    Args:
+        obj: The [Activation][nnframe.Activation] to check.
+
+    Raises:
+        AssertionError: At the first failed check, with a message naming the object, the
+            check and the fix.
+    """
     for check in ACTIVATION_CHECKS:
         check.run(obj)
 
 
 def check_cost(obj: Cost, *, activations: Iterable[Activation] | None = None) -> None:
-    """Run every cost check on ``obj``; raise AssertionError at the first failure.
+    """Run every cost check of the conformance kit on `obj`.
 
-    ``activations`` (default: every registered activation) are the outputs on which any
-    ``fused_delta`` the cost offers is compared with the chain rule.
+    Args:
+        obj: The [Cost][nnframe.Cost] to check.
+        activations: The output activations on which any `fused_delta` the cost offers is
+            compared with the chain rule; `None` means every registered activation.
+
+    Raises:
+        AssertionError: At the first failed check, with a message naming the object, the
+            check and the fix.
     """
     for check in COST_CHECKS:
         if check.name == "fused_delta_matches_chain_rule":
@@ -684,9 +698,17 @@ def _matches(provider, plugin: str) -> bool:
 
 
 def conformance_cases(plugin: str | None = None) -> list[ConformanceCase]:
-    """Every (object, check) pair of the installed ``plugin`` (a distribution, entry-point
-    or module name), or of every installed plugin when ``plugin`` is None. Plugins that
-    failed to load, and objects the registry rejected, become failing cases."""
+    """Every (object, check) pair of an installed plugin, as callable cases.
+
+    Args:
+        plugin: A distribution, entry-point or module name (`"nnframe-extras"`), or `None`
+            for every installed plugin.
+
+    Returns:
+        One `ConformanceCase` per object and check; calling a case runs its check. Plugins
+            that failed to load, objects the registry rejected, and a `plugin` that matches
+            nothing installed become failing cases.
+    """
     from .registry import get_registry
 
     registry = get_registry()
@@ -734,11 +756,26 @@ class _FailureProvider:
 
 
 def conformance_test(plugin: str):
-    """A pytest test function that runs every check on every object ``plugin`` registers.
+    """A pytest test function that runs every check on every object `plugin` registers.
 
-    Assign it to a ``test_*`` name in a test module; the nnframe pytest plugin (loaded
-    automatically through the ``pytest11`` entry point) turns it into one test item per
-    object and check, e.g. ``test_conformance[gelu::backward_matches_finite_differences]``.
+    Assign it to a `test_*` name in a test module; the nnframe pytest plugin (loaded
+    automatically through the `pytest11` entry point) turns it into one test item per
+    object and check, e.g. `test_conformance[gelu::backward_matches_finite_differences]`.
+
+    Args:
+        plugin: A distribution, entry-point or module name, as for
+            [conformance_cases][nnframe.testing.conformance_cases].
+
+    Returns:
+        The test function.
+
+    Examples:
+        ```python
+        # tests/test_conformance.py of a plugin package: the whole file
+        from nnframe.testing import conformance_test
+
+        test_conformance = conformance_test("nnframe-extras")
+        ```
     """
 
     def test_conformance(nnframe_case: ConformanceCase) -> None:

@@ -56,8 +56,8 @@ class CrossEntropy(Cost):
     On a softmax output the delta is the closed form ``(a - y) / batch`` (for one-hot
     rows; ``(a * sum(y) - y) / batch`` in general). On a sigmoid
     output, where each unit is an independent probability, ``cross_entropy`` means
-    :class:`BinaryCrossEntropy` (as in the classic design, whose sigmoid delta was
-    ``a - y``); :meth:`for_output` makes that choice when the network is built.
+    `BinaryCrossEntropy` (as in the classic design, whose sigmoid delta was
+    ``a - y``); `for_output` makes that choice when the network is built.
 
     Both choices are made by identity, never by name: only the built-in classes themselves
     (exact type, so a subclass that overrides ``forward`` or ``gradient`` is not trusted)

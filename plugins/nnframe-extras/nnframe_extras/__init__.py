@@ -1,4 +1,4 @@
-"""Extra activations for nnframe, shipped as a separately installable plugin."""
+"""Extra activations and a cost for nnframe, shipped as a separately installable plugin."""
 
 from __future__ import annotations
 
@@ -75,7 +75,28 @@ class Softsign(nnframe.Activation):
         return grad / (1.0 + np.abs(z)) ** 2
 
 
+class Huber(nnframe.Cost):
+    """Squared error for small residuals, absolute error beyond ``delta``."""
+
+    name = "huber"
+    delta = 0.5
+
+    def loss(self, a, y):
+        r = np.abs(a - y)
+        small = np.minimum(r, self.delta)
+        # 0.5 r^2 up to delta, delta (r - delta / 2) beyond: no square of a large r
+        return float((small * (r - 0.5 * small)).sum(axis=1).mean())
+
+    def gradient(self, a, y):
+        return np.clip(a - y, -self.delta, self.delta) / len(a)
+
+
 @nnframe.hookimpl
 def register_activations(register):
     for activation in (LeakyReLU(), Softplus(), SiLU(), GELU(), Softsign()):
         register(activation)
+
+
+@nnframe.hookimpl
+def register_costs(register):
+    register(Huber())
