@@ -29,8 +29,10 @@ from .persistence import load
 from .registry import (
     get_activation,
     get_cost,
+    get_optimizer,
     list_activations,
     list_costs,
+    list_optimizers,
     plugin_failures,
     reload_plugins,
 )
@@ -62,10 +64,12 @@ __all__ = [
     "__version__",
     "get_activation",
     "get_cost",
+    "get_optimizer",
     "hookimpl",
     "layer",
     "list_activations",
     "list_costs",
+    "list_optimizers",
     "load",
     "neural_network",
     "plugin_failures",

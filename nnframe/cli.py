@@ -386,7 +386,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     if args.check:
         return _check_plugins()
     registry = get_registry()
-    for kind in ("activation", "cost"):
+    from .registry import KINDS
+
+    for kind in KINDS:
         print(f"{kind.capitalize()}s:")
         for name, entry in sorted(registry.entries[kind].items()):
             p = entry.provider

@@ -19,6 +19,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Activation, Cost
+    from .optimizers import Optimizer
 
 hookspec = pluggy.HookspecMarker("nnframe")
 hookimpl = pluggy.HookimplMarker("nnframe")
@@ -41,4 +42,15 @@ def register_costs(register: Callable[[Cost], None]) -> None:
     Call ``register(cost)`` once for each instance of a ``nnframe.Cost`` subclass that your
     plugin provides. The instance's ``name`` attribute is the name users pass as
     ``cost_function`` (for example ``"huber"``). Return nothing.
+    """
+
+
+@hookspec
+def register_optimizers(register: Callable[[type[Optimizer]], None]) -> None:
+    """Register optimizers.
+
+    Call ``register(OptimizerClass)`` once for each ``nnframe.Optimizer`` subclass that your
+    plugin provides: the class itself, not an instance, because nnframe instantiates it with
+    the user's hyperparameters (``nnframe.get_optimizer("lion", beta1=0.95)``). The class's
+    ``name`` attribute is the name users ask for. Return nothing.
     """

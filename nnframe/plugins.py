@@ -35,7 +35,8 @@ from ._text import brief
 from .errors import PluginLoadError, PluginWarning
 
 ENTRY_POINT_GROUP = "nnframe"
-DEFAULT_PLUGINS = ("nnframe.builtins.activations", "nnframe.builtins.costs")
+DEFAULT_PLUGINS = ("nnframe.builtins.activations", "nnframe.builtins.costs",
+                   "nnframe.builtins.optimizers")
 STRICT_ENV = "NNFRAME_STRICT_PLUGINS"
 BUILTINS_ONLY_ENV = "NNFRAME_BUILTINS_ONLY"
 
@@ -88,7 +89,9 @@ def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
     return dist.metadata["Name"] or "unknown distribution", dist.version or "unknown version"
 
 
-HOOK_NAMES = ("register_activations", "register_costs")
+# Every hook declared in hookspecs (one per plugin kind; see registry.KINDS).
+HOOK_NAMES = tuple(name for name, fn in vars(hookspecs).items()
+                   if getattr(fn, "nnframe_spec", None) is not None)
 
 
 def _describe_exception(exc: BaseException) -> str:

@@ -24,11 +24,32 @@ from .errors import (
     PluginError,
     UnknownNameError,
 )
+from .optimizers import Optimizer
 from .plugins import PluginFailure, PluginHost, Provider, _describe_exception, _Failed
 
 # Always used with fullmatch: with match, "$" also matches before a trailing newline.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
-_KINDS = {"activation": Activation, "cost": Cost}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of plugin object: the hook that registers it, its base class, and whether
+    plugins register instances (activations, costs) or classes (optimizers, which nnframe
+    instantiates with the user's hyperparameters)."""
+
+    name: str
+    hook: str
+    base: type
+    example: str
+    registers_classes: bool = False
+
+
+# The one table of plugin kinds: a new kind is one row here and one hook in hookspecs.
+KINDS = {kind.name: kind for kind in (
+    Kind("activation", "register_activations", Activation, "relu"),
+    Kind("cost", "register_costs", Cost, "cross_entropy"),
+    Kind("optimizer", "register_optimizers", Optimizer, "adam", registers_classes=True),
+)}
 PLUGINS_HINT = "Run `nnframe plugins` (or `python -m nnframe plugins`) to list installed plugins."
 
 
@@ -45,7 +66,7 @@ class Entry:
 @dataclass
 class Registry:
     entries: dict[str, dict[str, Entry]] = field(
-        default_factory=lambda: {"activation": {}, "cost": {}})
+        default_factory=lambda: {kind: {} for kind in KINDS})
     conflicts: dict[tuple[str, str], list[Provider]] = field(default_factory=dict)
     rejected: dict[tuple[str, str], str] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
@@ -58,11 +79,10 @@ class Registry:
         host = PluginHost()
         host.load()
         registry = cls()
-        for kind, hook_name in (("activation", "register_activations"),
-                                ("cost", "register_costs")):
-            for obj, provider in host.call_register_hook(hook_name):
+        for kind in KINDS.values():
+            for obj, provider in host.call_register_hook(kind.hook):
                 try:
-                    host.check(provider, "", registry._add, host, kind, obj, provider)
+                    host.check(provider, "", registry._add, host, kind.name, obj, provider)
                 except _Failed:
                     continue
         registry.failures = host.failures
@@ -126,7 +146,7 @@ class Registry:
 
 
 def _example(kind: str) -> str:
-    return "relu" if kind == "activation" else "cross_entropy"
+    return KINDS[kind].example
 
 
 def _duplicate_message(kind: str, name: str, providers: list[Provider]) -> str:
@@ -149,7 +169,9 @@ def check_contract(obj: object, kind: str) -> str:
     shaped like the output (costs). ``nnframe.testing`` holds the thorough checks.
     Returns the name, read once (a property could answer differently each time).
     """
-    base = _KINDS[kind]
+    if KINDS[kind].registers_classes:
+        return _check_class(obj, KINDS[kind])
+    base = KINDS[kind].base
     cls = _class_name(obj)
     if not isinstance(obj, base):
         raise PluginContractError(
@@ -189,6 +211,33 @@ def check_contract(obj: object, kind: str) -> str:
             f"{cls}.{what} returned {got} for input of shape (3, 4); it must "
             "return an array of the same shape.")
     return name
+
+
+def _check_class(obj: object, kind: Kind) -> str:
+    """The contract of a registered class (an optimizer): a subclass of the kind's base with
+    a snake_case ``name``, that can be built with its default hyperparameters."""
+    base = kind.base.__name__
+    if not (isinstance(obj, type) and issubclass(obj, kind.base)):
+        what = "an instance" if isinstance(obj, kind.base) else f"a {_class_name(obj)}"
+        raise PluginContractError(
+            f"{brief(obj)} is {what}, not a subclass of nnframe.{base}; register the class "
+            f"itself (register({base}Subclass)): nnframe instantiates it with the user's "
+            "hyperparameters.")
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise PluginContractError(
+            f"{obj.__name__}.name is {brief(name)}; set it to a lowercase snake_case string "
+            f"such as {kind.example!r}.")
+    from .optimizers import create
+
+    try:
+        create(obj)  # its defaults must build: get_optimizer(name) uses them
+    except PluginContractError:
+        raise
+    except Exception as exc:
+        raise PluginContractError(f"{obj.__name__}() with its default hyperparameters raised "
+                                  f"{_describe_exception(exc)}.") from exc
+    return str.__str__(name)
 
 
 def _class_name(obj: object) -> str:
@@ -259,15 +308,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def provider_of(obj: Activation | Cost) -> Provider | None:
+def provider_of(obj: Activation | Cost | Optimizer) -> Provider | None:
     """The installed plugin that provides ``obj`` (an object of the registered class under
     its name), or None for objects defined elsewhere, e.g. in the user's own session."""
-    kind = "cost" if isinstance(obj, Cost) else "activation"
+    kind = next((k for k in KINDS.values() if isinstance(obj, k.base)), None)
+    if kind is None:
+        return None
     try:
-        entry = get_registry().lookup(kind, obj.name)
+        entry = get_registry().lookup(kind.name, obj.name)
     except (NNFrameError, AttributeError):
         return None
-    return entry.provider if type(entry.obj) is type(obj) else None
+    registered = entry.obj if kind.registers_classes else type(entry.obj)
+    return entry.provider if registered is type(obj) else None
 
 
 def activation_entry(name: str) -> Entry:
@@ -340,3 +392,33 @@ def plugin_failures() -> list[PluginFailure]:
             empty when every plugin loaded.
     """
     return list(get_registry().failures)
+
+
+def get_optimizer(name: str, **hyperparameters) -> Optimizer:
+    """A new instance of the optimizer registered as `name`.
+
+    Args:
+        name: A registered optimizer name such as `"adam"` (case-insensitive).
+        **hyperparameters: The optimizer's hyperparameters (for example `beta1=0.9`); those
+            not given keep the optimizer's defaults.
+
+    Returns:
+        A fresh optimizer, with no per-parameter state.
+
+    Raises:
+        UnknownNameError: No optimizer has that name; the message lists those that exist.
+        InputError: A hyperparameter is unknown (the message lists the accepted ones) or out
+            of range.
+    """
+    from .optimizers import create
+
+    return create(get_registry().lookup("optimizer", name).obj, hyperparameters)
+
+
+def list_optimizers() -> list[str]:
+    """Every usable optimizer.
+
+    Returns:
+        The registered optimizer names, sorted.
+    """
+    return sorted(get_registry().entries["optimizer"])

@@ -81,7 +81,8 @@ def hooks():
 
 
 def test_there_are_hooks_to_document():
-    assert {name for name, _ in hooks()} == {"register_activations", "register_costs"}
+    assert {name for name, _ in hooks()} == {"register_activations", "register_costs",
+                                             "register_optimizers"}
 
 
 @pytest.mark.parametrize("name, fn", hooks())

@@ -232,9 +232,6 @@ class Adagrad(Optimizer):
 BUILTIN_OPTIMIZERS: tuple[type[Optimizer], ...] = (SGD, Adam, AdamW, RMSprop, Adagrad)
 
 
-# The ``register_optimizers`` hookspec, and this module's place in plugins.DEFAULT_PLUGINS
-# and in the entry points, come in the next increment. Until then nothing registers this
-# module with pluggy (whose check_pending would reject an implementation without a spec).
 @hookimpl
 def register_optimizers(register) -> None:
     """Register the built-in optimizer classes (``register(cls)`` once each)."""
