@@ -362,8 +362,8 @@ def _fails(check, obj):
 def test_cases_cover_every_object_and_check_of_a_plugin():
     cases = conformance_cases("nnframe-extras")
     labels = {case.label for case in cases}
-    assert labels == {"leaky_relu", "softplus", "silu", "gelu", "softsign"}
-    assert len(cases) == 5 * len(ACTIVATION_CHECKS)
+    assert labels == {"leaky_relu", "softplus", "silu", "gelu", "softsign", "cost:huber"}
+    assert len(cases) == 5 * len(ACTIVATION_CHECKS) + len(COST_CHECKS)
     for case in cases:
         case()
     builtin = conformance_cases("nnframe")
