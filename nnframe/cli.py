@@ -19,7 +19,7 @@ from .errors import InputError, NNFrameError
 
 DEFAULTS = {"hidden": "256,128", "activation": "relu", "output_activation": "softmax",
             "cost": "cross_entropy", "epochs": 20, "batch_size": 64, "learning_rate": 0.1,
-            "seed": 0, "out": "runs/mnist"}
+            "seed": 0, "dtype": "float32", "subset": 0, "out": "runs/mnist"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -184,7 +184,12 @@ def _cmd_train(args) -> int:
     network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],
                             args.cost, dtype=args.dtype, seed=args.seed)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {str(out)!r} cannot be used as the output directory "
+                         f"({exc.strerror or exc}); give a directory that exists or can be "
+                         "created.") from None
     data = _load_data(args)
     x_train, y_train = data.x_train, data.y_train
     subset = ""
@@ -444,9 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="RATE", help="SGD step size (> 0)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                    help="seed for initialisation and shuffling")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+    p.add_argument("--dtype", choices=["float32", "float64"], default=DEFAULTS["dtype"],
                    help="floating-point type of the weights and the arithmetic")
-    p.add_argument("--subset", type=int, default=0, metavar="N",
+    p.add_argument("--subset", type=int, default=DEFAULTS["subset"], metavar="N",
                    help="train on N training images drawn at random (--seed) with each digit "
                    "in its share; 0 means all")
     p.add_argument("--out", default=DEFAULTS["out"], metavar="DIR",
@@ -483,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("plugins", help="list installed activations and costs",
-                       description="List every activation and cost with the distribution "
+                       description="List every activation, cost and optimizer with the "
+                       "distribution "
                        "that provides it, and any plugin that failed to load.")
     p.add_argument("--check", action="store_true",
                    help="run the conformance kit over every installed plugin; exit 1 if any "
@@ -503,7 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"nnframe: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # A warning (a switch nnframe does not understand, a plugin that failed to load) is one
+    # line on stderr, like the errors, not Python's file:line dump with a source line.
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -413,7 +413,7 @@ def _missing(record: dict, kind: str, name: str, where: str,
         advice.append(f"The name has characters that are not plain ASCII ({escaped}), "
                       "perhaps a look-alike letter.")
     if unknown.available:
-        advice.append(f"Available {kind}s: {brief(', '.join(unknown.available), 300)}.")
+        advice.append(f"Available {kind}s: {', '.join(unknown.available)[:300]}.")
     tail = " ".join(advice)
     dist, version = record.get("distribution"), record.get("version")
     saved = f" {brief(version, 40)}" if isinstance(version, str) else ""
@@ -446,7 +446,8 @@ def _resolve(record, kind: str, where: str, trusted: bool):
     from .registry import get_registry
 
     if not isinstance(record, dict) or not isinstance(record.get("name"), str):
-        raise _bad(where, f"an {kind} entry is {brief(record)}, not a named record")
+        article = "an" if kind == "activation" else "a"
+        raise _bad(where, f"{article} {kind} entry is {brief(record)}, not a named record")
     name = record["name"]
     if len(name) > MAX_NAME_CHARS:
         raise _bad(where, f"the {kind} name {brief(name)} is {len(name):,} characters long; "

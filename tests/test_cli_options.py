@@ -189,3 +189,34 @@ def test_epochs_zero_is_refused_and_writes_nothing(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == "nnframe: error: --epochs must be an integer >= 1, got 0."
     assert not (tmp_path / "out").exists()
+
+
+def test_history_records_every_setting_that_shapes_the_run(tmp_path):
+    import json
+
+    from test_cli import nnframe_cli
+
+    result = nnframe_cli("train", "--sample", "--subset", "300", "--dtype", "float64",
+                         "--epochs", "1", "--hidden", "8", "--no-plot", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    settings = json.loads((tmp_path / "history.json").read_text())["settings"]
+    assert settings["subset"] == 300 and settings["dtype"] == "float64"
+
+
+def test_out_that_is_a_file_is_one_clear_line(tmp_path):
+    from test_cli import nnframe_cli
+
+    (tmp_path / "taken").write_text("x")
+    result = nnframe_cli("train", "--sample", "--epochs", "1", "--out", str(tmp_path / "taken"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("nnframe: error: --out") and "Errno" not in result.stderr
+
+
+def test_a_warning_is_one_line_on_the_command_line():
+    from test_cli import nnframe_cli
+
+    result = nnframe_cli("plugins", env={"NNFRAME_BUILTINS_ONLY": "maybe"})
+    assert result.returncode == 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [line for line in lines if line.startswith("nnframe: warning: ")]
+    assert any("NNFRAME_BUILTINS_ONLY" in line for line in lines)
