@@ -25,7 +25,15 @@ from .errors import (
     UnknownNameError,
 )
 from .optimizers import Optimizer
-from .plugins import PluginFailure, PluginHost, Provider, _describe_exception, _Failed
+from .plugins import (
+    BUILTINS_ONLY_ENV,
+    PluginFailure,
+    PluginHost,
+    Provider,
+    _describe_exception,
+    _Failed,
+    builtins_only,
+)
 
 # Always used with fullmatch: with match, "$" also matches before a trailing newline.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
@@ -140,7 +148,12 @@ class Registry:
         parts.append(f"Available {kind}s: {', '.join(available) or '(none)'}.")
         if self.failures:
             parts.append(f"{len(self.failures)} plugin(s) failed to load.")
-        parts.append(f"If {brief(name)} comes from a plugin, install it with pip. {PLUGINS_HINT}")
+        if builtins_only():
+            parts.append(f"Third-party plugins are switched off ({BUILTINS_ONLY_ENV} is set); "
+                         f"unset it to use an installed plugin's {kind}s.")
+        else:
+            parts.append(f"If {brief(name)} comes from a plugin, install it with pip. "
+                         f"{PLUGINS_HINT}")
         raise UnknownNameError(" ".join(parts), name=name, kind=kind, available=available,
                                suggestion=suggestion)
 

@@ -86,3 +86,11 @@ def test_plugins_command_lists_optimizers_with_their_provider():
     assert result.returncode == 0, result.stderr
     section = result.stdout.split("Optimizers:")[1]
     assert "adam" in section and "nnframe 0.1.0" in section
+
+
+def test_unknown_name_with_third_party_plugins_off_says_so_not_pip(monkeypatch):
+    monkeypatch.setenv("NNFRAME_BUILTINS_ONLY", "1")
+    nnframe.reload_plugins()
+    with pytest.raises(UnknownNameError) as info:
+        nnframe.get_activation("gelu")
+    assert "NNFRAME_BUILTINS_ONLY" in str(info.value) and "pip" not in str(info.value)
