@@ -191,12 +191,7 @@ def check_contract(obj: object, kind: str) -> str:
             f"{brief(obj)} is a {cls}, not a subclass instance of "
             f"nnframe.{base.__name__}; subclass nnframe.{base.__name__} and register an "
             "instance.")
-    name = getattr(obj, "name", None)
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise PluginContractError(
-            f"{cls}.name is {brief(name)}; set it to a lowercase snake_case string "
-            "such as 'leaky_relu'.")
-    name = str.__str__(name)  # a plain str, whatever subclass the plugin used
+    name = _checked_name(obj, cls, KINDS[kind].example)
     z = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
     try:
         with np.errstate(all="ignore"):
@@ -236,11 +231,7 @@ def _check_class(obj: object, kind: Kind) -> str:
             f"{brief(obj)} is {what}, not a subclass of nnframe.{base}; register the class "
             f"itself (register({base}Subclass)): nnframe instantiates it with the user's "
             "hyperparameters.")
-    name = getattr(obj, "name", None)
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise PluginContractError(
-            f"{obj.__name__}.name is {brief(name)}; set it to a lowercase snake_case string "
-            f"such as {kind.example!r}.")
+    name = _checked_name(obj, obj.__name__, kind.example)
     from .optimizers import create
 
     try:
@@ -250,6 +241,17 @@ def _check_class(obj: object, kind: Kind) -> str:
     except Exception as exc:
         raise PluginContractError(f"{obj.__name__}() with its default hyperparameters raised "
                                   f"{_describe_exception(exc)}.") from exc
+    return name
+
+
+def _checked_name(obj: object, label: str, example: str) -> str:
+    """``obj.name``, read once, if it is a snake_case string; a plain str whatever subclass
+    the plugin used."""
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise PluginContractError(
+            f"{label}.name is {brief(name)}; set it to a lowercase snake_case string such as "
+            f"{example!r}.")
     return str.__str__(name)
 
 
