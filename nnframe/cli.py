@@ -302,6 +302,9 @@ def _cmd_predict(args) -> int:
 
     if args.top < 1:
         raise InputError(f"--top must be an integer >= 1, got {args.top}.")
+    if not args.model.endswith(".pkl") and any(p.endswith(".pkl") for p in args.images):
+        raise InputError(f"{args.model!r} is not a model file but an image comes later: the "
+                         "model comes first, `nnframe predict MODEL.pkl IMAGE ...`.")
     network = _load_model(args.model, args.trusted)
     if network.num_nodes[0] != 784:
         raise InputError(f"{args.model} takes {network.num_nodes[0]} inputs, not 28x28 images.")
@@ -328,7 +331,7 @@ def _cmd_predict(args) -> int:
         digit = int(order[0])
         line = f"{path}: {digit} (score {float(out[digit]):.3f} = {what})"
         if args.top > 1:
-            line += f"; top {args.top}: " + ", ".join(f"{int(d)} {float(out[d]):.3f}"
+            line += f"; top {min(args.top, len(out))}: " + ", ".join(f"{int(d)} {float(out[d]):.3f}"
                                          for d in order[:args.top])
         print(line + saved, flush=True)
     return 1 if failed else 0

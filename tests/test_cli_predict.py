@@ -143,3 +143,18 @@ def test_a_failed_save_input_still_predicts_and_exits_1(model, pictures, tmp_pat
     assert list(predicted(result.stdout)) == [str(picture)]
     [error] = result.stderr.strip().splitlines()
     assert error.startswith("nnframe: error: ") and "d.mnist.png" in error
+
+
+def test_swapped_model_and_image_say_which_comes_first(tmp_path):
+    from test_cli import nnframe_cli
+
+    result = nnframe_cli("predict", str(tmp_path / "one.jpg"), str(tmp_path / "model.pkl"))
+    assert result.returncode == 1
+    assert "the model comes first" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_top_beyond_the_number_of_digits_lists_them_all(model, pictures):
+    result = nnframe_cli("predict", "--top", "15", str(model), str(pictures[0][0]),
+                         timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split("top 10: ")[1].split(", ")) == 10
