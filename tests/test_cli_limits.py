@@ -7,18 +7,9 @@ import textwrap
 
 import pytest
 from test_cli import nnframe_cli
+from test_cli_images import assert_one_error_line
 
 TIMEOUT = 120  # only turns a hang into a failure
-
-
-def assert_one_error_line(result, *needles):
-    assert result.returncode == 1, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("nnframe: error:")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("hidden, needle", [

@@ -71,14 +71,17 @@ def test_back_pass_applies_exactly_minus_rate_times_gradient(output, cost):
     hidden = ACTIVATIONS[(ACTIVATIONS.index(output) + COSTS.index(cost)) % len(ACTIVATIONS)]
     net = NeuralNetwork(4, [3, 5, 4, 3], [None, hidden, "tanh", output], cost,
                         dtype=np.float64, seed=1)
-    x = rng.normal(size=(6, 3))
-    ids = rng.integers(0, 3, 6)
+    error_ratio = back_pass_step_error(net, rng.normal(size=(6, 3)), rng.integers(0, 3, 6))
+    assert error_ratio < 1e-6, f"{hidden} -> {output} with {cost}: {error_ratio:.2e}"
 
+
+def back_pass_step_error(net, x, ids, rate=0.3, h=1e-6) -> float:
+    """Relative difference between the step ``back_pass`` applies and ``-rate`` times the
+    central finite-difference gradient of ``calculate_error`` (float64 networks)."""
     def error():
         net.forward_pass(x)
         return net.calculate_error(ids)
 
-    h = 1e-6
     before = [p.copy() for p in net.parameters()]
     numeric = []
     for p in net.parameters():
@@ -92,14 +95,12 @@ def test_back_pass_applies_exactly_minus_rate_times_gradient(output, cost):
             p[i] = old
             g[i] = (up - down) / (2 * h)
         numeric.append(g)
-    rate = 0.3
     net.forward_pass(x)
     net.back_pass(ids, rate)
     applied = np.concatenate([(b - p).ravel() for b, p in zip(before, net.parameters(),
                                                               strict=True)])
     expected = rate * np.concatenate([g.ravel() for g in numeric])
-    error_ratio = np.linalg.norm(applied - expected) / max(np.linalg.norm(expected), 1e-12)
-    assert error_ratio < 1e-6, f"{hidden} -> {output} with {cost}: {error_ratio:.2e}"
+    return float(np.linalg.norm(applied - expected) / max(np.linalg.norm(expected), 1e-12))
 
 
 def test_fused_softmax_cross_entropy_delta_is_chosen_at_build_time():

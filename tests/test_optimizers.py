@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pytest
+from test_optimizer_registry import LION
 
 import nnframe
 from nnframe.builtins.optimizers import (
@@ -152,20 +153,10 @@ def test_the_torch_comparison_catches_a_wrong_bias_correction(torch):
 
 # -- the contract, with the issue's example verbatim ------------------------------------------
 
-class Lion(nnframe.Optimizer):
-    name = "lion"
-
-    def __init__(self, beta1=0.9, beta2=0.99, weight_decay=0.0):
-        super().__init__(beta1=beta1, beta2=beta2, weight_decay=weight_decay)
-
-    def init_state(self, param):
-        return {"m": np.zeros_like(param)}
-
-    def update(self, param, grad, state, learning_rate, step):
-        m = state["m"]
-        param -= learning_rate * np.sign(self.beta1 * m + (1 - self.beta1) * grad)
-        m *= self.beta2
-        m += (1 - self.beta2) * grad
+# The plugin module exactly as the issue writes it, shared with test_optimizer_registry.
+_lion_module: dict = {}
+exec(LION, _lion_module)
+Lion = _lion_module["Lion"]
 
 
 def test_a_third_party_optimizer_written_as_in_the_issue():

@@ -6,6 +6,7 @@ own backward; otherwise back_pass silently applies a step that is not the gradie
 
 import numpy as np
 import pytest
+from test_network import back_pass_step_error
 
 import nnframe
 from nnframe import NeuralNetwork
@@ -76,34 +77,7 @@ def step_error(output, cost):
     (central finite-difference) gradient of calculate_error."""
     rng = np.random.default_rng(0)
     net = NeuralNetwork(3, [3, 5, 3], [None, "tanh", output], cost, dtype=np.float64, seed=1)
-    x = rng.normal(size=(6, 3))
-    ids = rng.integers(0, 3, 6)
-
-    def error():
-        net.forward_pass(x)
-        return net.calculate_error(ids)
-
-    h = 1e-6
-    numeric = []
-    for p in net.parameters():
-        g = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + h
-            up = error()
-            p[i] = old - h
-            down = error()
-            p[i] = old
-            g[i] = (up - down) / (2 * h)
-        numeric.append(g)
-    before = [p.copy() for p in net.parameters()]
-    rate = 0.3
-    net.forward_pass(x)
-    net.back_pass(ids, rate)
-    applied = np.concatenate([(b - p).ravel()
-                              for b, p in zip(before, net.parameters(), strict=True)])
-    expected = rate * np.concatenate([g.ravel() for g in numeric])
-    return np.linalg.norm(applied - expected) / max(np.linalg.norm(expected), 1e-12)
+    return back_pass_step_error(net, rng.normal(size=(6, 3)), rng.integers(0, 3, 6))
 
 
 @pytest.mark.parametrize("output, cost", [

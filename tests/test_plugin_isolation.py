@@ -12,6 +12,7 @@ import time
 import warnings
 
 import pytest
+from test_registry import GOOD_ACTIVATION as CUBE
 
 import nnframe
 import nnframe.registry
@@ -19,21 +20,6 @@ from nnframe.errors import DuplicateNameError, PluginLoadError, PluginWarning
 
 BUILTINS = {"sigmoid", "tanh", "relu", "softmax"}
 
-CUBE = """
-import numpy as np
-import nnframe
-
-class Cube(nnframe.Activation):
-    name = "cube"
-    def forward(self, z):
-        return z ** 3
-    def backward(self, z, a, grad):
-        return grad * 3 * z ** 2
-
-@nnframe.hookimpl
-def register_activations(register):
-    register(Cube())
-"""
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
