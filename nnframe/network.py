@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 
-from . import _parallel, _validation, ops
+from . import _diagnosis, _parallel, _validation, ops
+from ._diagnosis import ShapeBreach
 from ._text import brief
 from .base import Activation, Cost
-from .errors import InputError, NNFrameError, PluginRuntimeError, TrainingDivergedError
+from .errors import InputError, NNFrameError, PluginContractError
 from .layer import Layer, resolve_activation
-from .registry import get_cost
+from .optimizers import Gradients, Optimizer, OptimizerRun
+from .registry import check_contract, get_cost, get_optimizer
+from .training import Trainer, TrainingState, percent
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-INFERENCE_CHUNK = 16384  # rows per forward pass in predict: bounds memory
 
 
 def resolve_cost(spec) -> Cost:
@@ -32,34 +30,6 @@ def resolve_cost(spec) -> Cost:
         return spec
     raise InputError(f"cost_function must be a name such as 'cross_entropy' or an nnframe.Cost "
                      f"object, got {type(spec).__name__} {brief(spec)}.")
-
-
-@dataclass
-class TrainingState:
-    """What a `train(..., callback=f)` callback receives after every batch.
-
-    After the last batch of an epoch (and its validation pass) the callback is called once
-    more, with `epoch_done=True` and the epoch's `history`.
-
-    Attributes:
-        epoch: The current epoch, from 1.
-        num_epochs: The number of epochs `train` was asked for.
-        batch: The batch just done, from 1 (equal to `num_batches` when `epoch_done`).
-        num_batches: Batches per epoch.
-        loss: Running mean of the loss over the epoch so far.
-        accuracy: Running percentage of correctly classified samples over the epoch so far.
-        epoch_done: True only for the call that ends an epoch.
-        history: On that call, the history so far (the dict `train` returns); else empty.
-    """
-
-    epoch: int
-    num_epochs: int
-    batch: int
-    num_batches: int
-    loss: float  # running mean over the epoch so far
-    accuracy: float  # running percentage over the epoch so far
-    epoch_done: bool = False
-    history: dict = field(default_factory=dict)
 
 
 class NeuralNetwork:
@@ -162,6 +132,11 @@ class NeuralNetwork:
         self.learning_rate: float | None = None
         self.error: float | None = None
         self.history: dict[str, list[float]] = {}
+        self._run: OptimizerRun | None = None
+        # A saved optimizer that could not be rebuilt (its plugin is missing): why, raised
+        # when training continues without a new optimizer, and its record, saved again.
+        self._saved_optimizer: tuple[NNFrameError, dict] | None = None
+        self._shuffle: np.random.Generator | None = None
 
     def _configure_output(self, output: Activation) -> None:
         """Choose, once, the cost this name means on the output and any fused delta."""
@@ -197,7 +172,7 @@ class NeuralNetwork:
                                              layer.bias_for_layer)
             nxt.activations = nxt.activation_function.forward(nxt.pre_activations)
             if nxt.activations.shape != nxt.pre_activations.shape:
-                raise _ShapeBreach(nxt.activation_function)  # NumPy would broadcast silently
+                raise ShapeBreach(nxt.activation_function)  # NumPy would broadcast silently
         return layers[-1].activations
 
     def _infer(self, x: np.ndarray, *, classes: bool = False) -> np.ndarray:
@@ -209,8 +184,8 @@ class NeuralNetwork:
         # Overflow is found by the checks of _infer_rows and explained by the caller
         # (_explain_nonfinite), instead of NumPy warning; worker blocks share this state.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for start in range(0, len(x), INFERENCE_CHUNK):
-                outputs += _parallel.map_rows(rows, x[start:start + INFERENCE_CHUNK])
+            for start in range(0, len(x), ops.INFERENCE_CHUNK):
+                outputs += _parallel.map_rows(rows, x[start:start + ops.INFERENCE_CHUNK])
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def _infer_rows(self, a: np.ndarray) -> np.ndarray:
@@ -238,50 +213,7 @@ class NeuralNetwork:
         try:
             return self._infer(x)
         except _validation.NonFiniteRows:
-            self._explain_nonfinite(data, x, "validation inputs")
-
-    def _explain_nonfinite(self, data, x: np.ndarray, name: str) -> NoReturn:
-        """Raise the error for a forward pass of ``x`` (``data`` converted) that was not
-        finite: NaN or infinity in the data, values too large for the dtype, or finite
-        inputs whose weighted sums overflow in the network (replayed to find the row)."""
-        _validation.explain_nonfinite(data, name, self.dtype, converted=x)
-        found = self._first_nonfinite(x)
-        if found is None:  # pragma: no cover - the replay repeats the pass that failed
-            raise NNFrameError(f"the forward pass of {name} was not finite.")
-        what, row, layer = found
-        if what == "activation":
-            act = self.layers[layer].activation_function
-            raise PluginRuntimeError(
-                f"the activation {brief(act.name)} ({_provider_of(act)}) returned NaN or infinity "
-                f"for finite inputs ({name} row {row}); fix or replace the plugin that "
-                "provides it.")
-        if not ops.all_finite(*self.parameters()):
-            raise NNFrameError("the network's weights are not finite (NaN or infinity); "
-                               "train it again or load a saved model.")
-        raise InputError(_validation.overflow_message(name, row, layer, x[row], self.dtype))
-
-    def _first_nonfinite(self, x: np.ndarray, rows: np.ndarray | None = None):
-        """Replay the forward pass of finite rows of ``x`` (all, or ``rows``), quietly, layer
-        by layer: ``(what, row, layer)`` for the first row (an index into ``x``) whose pass
-        is not finite, where ``what`` is ``"sums"`` when layer ``layer``'s weighted
-        sums overflow and ``"activation"`` when its activation returned NaN or infinity
-        for finite sums; None when every row stays finite. Only run after a failure."""
-        index = np.arange(len(x)) if rows is None else np.asarray(rows)
-        with np.errstate(all="ignore"):
-            for start in range(0, len(index), INFERENCE_CHUNK):
-                a = x[index[start:start + INFERENCE_CHUNK]]
-                for k in range(1, len(self.layers)):
-                    layer, nxt = self.layers[k - 1], self.layers[k]
-                    z = ops.affine(a, layer.weights_for_layer, layer.bias_for_layer)
-                    bad = ~np.isfinite(z).all(axis=1)
-                    what = "sums"
-                    if not bad.any():
-                        a = nxt.activation_function.forward(z)
-                        bad = ~np.isfinite(a).all(axis=1)
-                        what = "activation"
-                    if bad.any():
-                        return what, int(index[start + int(np.argmax(bad))]), k
-        return None
+            _diagnosis.explain_nonfinite(self, data, x, "validation inputs")
 
     def _infer_all_classes(self, x: np.ndarray) -> np.ndarray:
         return self._infer(x, classes=True)
@@ -294,9 +226,9 @@ class NeuralNetwork:
         """Class ids for ``x`` (``data`` validated but for NaN and infinity), classified in
         row blocks that each check their rows first: one pass, on every core."""
         try:
-            return self._guarded(context, x, None, self._infer_all_classes, x)
+            return _diagnosis.guarded(self, context, x, None, self._infer_all_classes, x)
         except _validation.NonFiniteRows:
-            self._explain_nonfinite(data, x, name)
+            _diagnosis.explain_nonfinite(self, data, x, name)
 
     def _output_delta(self, targets: np.ndarray) -> np.ndarray:
         out = self.layers[-1]
@@ -304,48 +236,71 @@ class NeuralNetwork:
             return self._fused(out.activations, targets)
         grad = self._loss.gradient(out.activations, targets)
         if grad.shape != out.activations.shape:
-            raise _ShapeBreach(self._loss)
+            raise ShapeBreach(self._loss)
         return out.activation_function.backward(out.pre_activations, out.activations, grad)
 
-    def _backward(self, targets: np.ndarray, learning_rate: float) -> None:
+    def _gradients(self, targets: np.ndarray) -> Gradients:
+        """Backprop from the stored forward pass: the gradient of the batch-mean cost for
+        every parameter, aligned with `parameters`, as per-layer factors."""
         delta = self._output_delta(targets)
         if delta.shape != self.layers[-1].activations.shape:
-            raise _ShapeBreach(self._loss)
+            raise ShapeBreach(self._loss)
+        factors: list = [None] * (len(self.layers) - 1)
         for i in range(len(self.layers) - 2, -1, -1):
             layer = self.layers[i]
-            weights = layer.weights_for_layer
-            if i:  # propagate before this layer's weights change
-                grad_a = delta @ weights.T
-            ops.weight_step(layer.activations, delta, learning_rate, weights,
-                            layer.bias_for_layer)
+            factors[i] = (layer.activations, delta)
             if i:
+                grad_a = delta @ layer.weights_for_layer.T
                 delta = layer.activation_function.backward(layer.pre_activations,
                                                            layer.activations, grad_a)
                 if delta.shape != grad_a.shape:
-                    raise _ShapeBreach(layer.activation_function)
+                    raise ShapeBreach(layer.activation_function)
+        return Gradients(factors)
 
-    # -- the classic step-by-step API ------------------------------------------------------
-    def _guarded(self, context: str, x: np.ndarray, targets, fn, *args):
-        """Call ``fn``; if a plugin breaks it, raise an error naming that plugin."""
+    # -- the optimizer ---------------------------------------------------------------------
+    @property
+    def optimizer(self) -> Optimizer | None:
+        """The optimizer that [train][nnframe.NeuralNetwork.train] continues with and
+        [back_pass][nnframe.NeuralNetwork.back_pass] uses (its state kept with the
+        network and saved with it); `None` before the first update, when plain `sgd` is
+        used."""
+        return None if self._run is None else self._run.optimizer
+
+    def _optimizer_run(self, optimizer=None) -> OptimizerRun:
+        """The run to train with: a fresh one for an ``optimizer`` given (a name or an
+        instance; the current instance continues), else the current one, else plain sgd."""
+        if optimizer is None:
+            if self._run is None:
+                if self._saved_optimizer is not None:
+                    raise self._saved_optimizer[0]  # the saved one cannot be rebuilt here
+                self._run = OptimizerRun(get_optimizer("sgd"), self.parameters())
+            return self._run
+        if self._run is not None and optimizer is self._run.optimizer:
+            return self._run
+        if isinstance(optimizer, str):
+            optimizer = get_optimizer(optimizer)
+        elif isinstance(optimizer, Optimizer):
+            check_contract(type(optimizer), "optimizer")
+            if "_hyperparameters" not in optimizer.__dict__:
+                raise PluginContractError(
+                    f"optimizer {optimizer._label()}: __init__ did not call "
+                    "super().__init__(**hyperparameters), so nothing would be saved with the "
+                    "model")
+        else:
+            raise InputError(f"optimizer must be a name such as 'adam' or an nnframe.Optimizer "
+                             f"(from nnframe.get_optimizer('adam', beta1=0.9)), got "
+                             f"{type(optimizer).__name__} {brief(optimizer)}.")
         try:
-            return fn(*args)
+            run = OptimizerRun(optimizer, self.parameters())
         except NNFrameError:
             raise
         except Exception as exc:
-            self._blame_plugin(exc, x, targets, f"{context} failed")
+            _diagnosis.optimizer_fault(optimizer, exc, "the optimizer could not start",
+                                       method="init_state")
+        self._run, self._saved_optimizer = run, None
+        return run
 
-    def _blame_plugin(self, exc: Exception, x, targets, context: str, note: str = "",
-                      before_raise: Callable[[], None] | None = None) -> None:
-        """Re-raise ``exc`` as a PluginRuntimeError naming the plugin that broke the
-        contract on ``x``, or unchanged when no plugin is at fault."""
-        culprit = self._find_faulty_plugin(x, targets)
-        if culprit is None:
-            raise exc
-        if before_raise is not None:
-            before_raise()
-        raise PluginRuntimeError(f"{context}: {culprit}.{note} Run `nnframe plugins --check` "
-                                 "to test installed plugins.") from exc
-
+    # -- the classic step-by-step API ------------------------------------------------------
     def forward_pass(self, inputs) -> np.ndarray:
         """Run `inputs` through the network, keeping every layer's activations.
 
@@ -365,10 +320,10 @@ class NeuralNetwork:
         """
         x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            out = self._guarded("forward_pass", x, None, self._forward, x)
+            out = _diagnosis.guarded(self, "forward_pass", x, None, self._forward, x)
         if not ops.all_finite(self.layers[1].pre_activations, out):  # as _infer_rows checks
             self.layers[-1].activations = None  # no back_pass from a broken pass
-            self._explain_nonfinite(inputs, x, "inputs")
+            _diagnosis.explain_nonfinite(self, inputs, x, "inputs")
         return out
 
     def _last_targets(self, labels, what: str) -> np.ndarray:
@@ -398,12 +353,35 @@ class NeuralNetwork:
                                            self._last_targets(labels, "calculate_error")))
         return self.error
 
+    def gradients(self, labels) -> list[np.ndarray]:
+        """The gradient of [calculate_error][nnframe.NeuralNetwork.calculate_error] for
+        `labels` with respect to every parameter, from the last forward pass.
+
+        Args:
+            labels: For the inputs of the last
+                [forward_pass][nnframe.NeuralNetwork.forward_pass]: 1-D integer class ids,
+                or 2-D probability rows.
+
+        Returns:
+            One array per parameter, aligned with
+                [parameters][nnframe.NeuralNetwork.parameters]; the weights are unchanged.
+
+        Raises:
+            InputError: There was no forward pass yet, or `labels` do not fit it.
+            PluginRuntimeError: A plugin activation or cost raised or broke its contract.
+        """
+        targets = self._last_targets(labels, "gradients")
+        return _diagnosis.guarded(self, "gradients", self.layers[0].activations, targets,
+                                  lambda: self._gradients(targets).arrays())
+
     def back_pass(self, labels, learning_rate: float | None = None) -> None:
         """Backpropagate the last forward pass's error and update every weight and bias.
 
-        Applies exactly `-learning_rate` times the gradient of what
+        The update is the network's [optimizer][nnframe.NeuralNetwork.optimizer]'s (plain
+        `sgd` until `train` is given another), which continues its state. With plain
+        `sgd` it applies exactly `-learning_rate` times the gradient of what
         [calculate_error][nnframe.NeuralNetwork.calculate_error] returns for the same
-        `labels`. If anything fails midway, no weight is changed.
+        `labels`. If anything fails midway, no weight and no optimizer state is changed.
 
         Args:
             labels: For the inputs of the last
@@ -415,7 +393,10 @@ class NeuralNetwork:
         Raises:
             InputError: There was no forward pass yet, `labels` do not fit it, or there is
                 no learning rate.
-            PluginRuntimeError: A plugin activation or cost raised or broke its contract.
+            PluginRuntimeError: A plugin activation, cost or optimizer raised or broke its
+                contract.
+            MissingPluginError: The network was loaded with an optimizer that is not
+                installed.
         """
         if learning_rate is None:
             if self.learning_rate is None:
@@ -424,25 +405,40 @@ class NeuralNetwork:
             learning_rate = self.learning_rate
         learning_rate = _validation.learning_rate(learning_rate)
         targets = self._last_targets(labels, "back_pass")
-        snapshot = [p.copy() for p in self.parameters()]
+        run = self._optimizer_run()
+        snapshot = [p.copy() for p in self.parameters()], run.snapshot()
         try:
-            self._guarded("back_pass", self.layers[0].activations, targets, self._backward,
-                          targets, learning_rate)
+            grads = _diagnosis.guarded(self, "back_pass", self.layers[0].activations, targets,
+                                       self._gradients, targets)
+            try:
+                run.apply(self.parameters(), grads, learning_rate)
+            except NNFrameError:
+                raise
+            except Exception as exc:
+                _diagnosis.optimizer_fault(run.optimizer, exc, "back_pass failed")
         except BaseException:
-            self._restore(snapshot)  # nothing half-done
+            for param, saved in zip(self.parameters(), snapshot[0], strict=True):
+                param[...] = saved  # nothing half-done
+            run.restore(snapshot[1])
             raise
 
     # -- training --------------------------------------------------------------------------
     def train(self, batch_size: int, inputs, labels, num_epochs: int, learning_rate: float,
-              filename: str | Path | None = None, *, seed: int | None = None,
-              validation_data: tuple | None = None, verbose: bool = False,
+              filename: str | Path | None = None, *, optimizer: str | Optimizer | None = None,
+              seed: int | None = None, validation_data: tuple | None = None,
+              verbose: bool = False,
               callback: Callable[[TrainingState], None] | None = None) -> dict[str, list]:
-        """Mini-batch gradient descent over every sample, every epoch.
+        """Mini-batch training over every sample, every epoch.
 
         The order is shuffled each epoch (reproducibly with `seed`); the last batch may be
         smaller. An epoch happens whole or not at all: whatever interrupts it (Ctrl-C, an
-        exception from a plugin or the callback, divergence) restores the weights of its
-        start, leaves it out of both histories and propagates.
+        exception from a plugin or the callback, divergence) restores the weights, the
+        optimizer state and the shuffling of its start, leaves it out of both histories
+        and propagates. The loop itself is [nnframe.training][nnframe.training.Trainer].
+
+        Training continues where the last `train` (or the saved model) left off: the same
+        optimizer with its state, and, without a `seed`, the same shuffling generator, so
+        2 epochs, save, load, 3 more give the weights of 5 epochs in one call.
 
         Args:
             batch_size: Samples per gradient step; one larger than the data makes the whole
@@ -451,15 +447,23 @@ class NeuralNetwork:
             labels: 1-D integer class ids, or 2-D probability rows (values in [0, 1], each
                 row summing to 1; with one output node, the probability of class 1).
             num_epochs: Passes over the data (0 trains nothing).
-            learning_rate: A positive finite step size; losses are batch means, so it means
-                the same for any batch size.
+            learning_rate: The base learning rate: a positive finite step size; losses are
+                batch means, so it means the same for any batch size.
             filename: Where to save the trained network (a `.pkl` in an existing directory),
                 or `None`.
-            seed: Seed of the shuffling (a non-negative int or a `numpy.random.Generator`).
+            optimizer: A name such as `"adam"` (default hyperparameters) or an
+                [Optimizer][nnframe.Optimizer] from
+                [get_optimizer][nnframe.get_optimizer]; it starts with a fresh state.
+                `None` (the default) continues the network's current optimizer, or plain
+                `"sgd"` for a network never trained.
+            seed: Seed of the shuffling (a non-negative int or a `numpy.random.Generator`);
+                `None` continues the network's shuffling generator (fresh entropy the first
+                time).
             validation_data: `(inputs, labels)` evaluated after every epoch.
             verbose: Print one line per epoch to standard error.
             callback: Called with a [TrainingState][nnframe.TrainingState] after every batch
-                and once more at the end of every epoch.
+                and once more at the end of every epoch; `state.stop()` ends training after
+                that epoch.
 
         Returns:
             The history of this call: `loss` and `accuracy` per epoch (means over the epoch's
@@ -468,8 +472,11 @@ class NeuralNetwork:
 
         Raises:
             InputError: An argument has the wrong type, shape or value.
+            UnknownNameError: The optimizer name is not registered.
+            MissingPluginError: No `optimizer` was given and the saved one is not installed.
             TrainingDivergedError: The loss or the weights became NaN or infinite.
-            PluginRuntimeError: A plugin activation or cost raised or broke its contract.
+            PluginRuntimeError: A plugin activation, cost or optimizer raised or broke its
+                contract.
         """
         batch_size = _validation.positive_int(batch_size, "batch_size")
         num_epochs = _validation.positive_int(num_epochs, "num_epochs", minimum=0)
@@ -494,176 +501,18 @@ class NeuralNetwork:
                                        name="validation inputs")
             vy, vids = _validation.labels(validation_data[1], len(vx), self.num_nodes[-1],
                                           self.dtype, name="validation labels")
-            val = (vx, vy, vids)
-
+            val = (validation_data[0], vx, vy, vids)
+        run = self._optimizer_run(optimizer)
+        if seed is not None or self._shuffle is None:
+            self._shuffle = np.random.default_rng(seed)
         self.learning_rate = learning_rate
-        rng = np.random.default_rng(seed)
-        n = len(x)
-        batch_size = min(batch_size, n)  # a batch larger than the data is all of it
-        num_batches = -(-n // batch_size)
-        history: dict[str, list[float]] = {"loss": [], "accuracy": []}
-        if val is not None:
-            history.update(val_loss=[], val_accuracy=[])
-        # Overflow is detected (the loss turns non-finite) and reported as one clear error
-        # naming the epoch and batch, instead of a stream of NumPy RuntimeWarnings.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for epoch in range(1, num_epochs + 1):
-                # An epoch happens whole or not at all: whatever stops it (an error, Ctrl-C,
-                # SystemExit, a callback raising, even at the epoch's end) restores the
-                # weights of its start and takes it out of both histories.
-                snapshot = [p.copy() for p in self.parameters()]
-                recorded = {key: len(values) for key, values in self.history.items()}
-                try:
-                    self._train_epoch(epoch, num_epochs, x, y, ids, batch_size, learning_rate,
-                                      rng.permutation(n), history, callback, snapshot)
-                    if val is not None:
-                        vout = self._validation_outputs(validation_data[0], val[0])
-                        history["val_loss"].append(float(self._loss.loss(vout, val[1])))
-                        history["val_accuracy"].append(_percent(ops.argmax_rows(vout),
-                                                                val[2]))
-                    for key, values in history.items():  # the network's record stays in step
-                        self.history.setdefault(key, []).append(values[-1])
-                    if verbose:
-                        line = " ".join(f"{k}={v[-1]:.2f}%" if "accuracy" in k
-                                        else f"{k}={v[-1]:.4f}" for k, v in history.items())
-                        print(f"epoch {epoch}/{num_epochs} {line}", file=sys.stderr)
-                    if callback is not None:
-                        callback(TrainingState(epoch, num_epochs, num_batches, num_batches,
-                                               history["loss"][-1], history["accuracy"][-1],
-                                               epoch_done=True, history=history))
-                except BaseException:
-                    self._restore(snapshot)
-                    _forget_epoch(history, epoch - 1)
-                    _forget_epoch(self.history, recorded)
-                    raise
+        trainer = Trainer(self, run, batch_size=min(batch_size, len(x)), num_epochs=num_epochs,
+                          learning_rate=learning_rate, rng=self._shuffle, validation=val,
+                          callback=callback, verbose=verbose)
+        history = trainer.fit(x, y, ids)
         if path is not None:
             self.save(path)
         return history
-
-    def _train_epoch(self, epoch, num_epochs, x, y, ids, batch_size, learning_rate, order,
-                     history, callback, snapshot) -> None:
-        n = len(x)
-        num_batches = -(-n // batch_size)
-        total_loss = 0.0
-        correct = 0
-        batch, xb, yb = 0, x[:0], y[:0]
-        # Targets and class ids are small: shuffle them once per epoch and slice per batch.
-        # The inputs are large, so each batch gathers only its own rows.
-        y_epoch, ids_epoch = y[order], ids[order]
-        try:
-            for batch in range(num_batches):
-                start, stop = batch * batch_size, (batch + 1) * batch_size
-                xb, yb = x[order[start:stop]], y_epoch[start:stop]
-                out = self._forward(xb)
-                loss = self._loss.loss(out, yb)
-                # The first layer's sums too, as in inference: a saturating activation
-                # (tanh) would hide inputs that overflow them from the loss.
-                if not (math.isfinite(loss) and ops.all_finite(self.layers[1].pre_activations)):
-                    self._diverged(epoch, batch + 1, num_batches, learning_rate, snapshot,
-                                   f"the loss became {loss}", x, order[start:stop])
-                self._backward(yb, learning_rate)
-                total_loss += loss * len(yb)
-                correct += int(np.count_nonzero(ops.argmax_rows(out) == ids_epoch[start:stop]))
-                if callback is not None:
-                    seen = min((batch + 1) * batch_size, n)
-                    callback(TrainingState(epoch, num_epochs, batch + 1, num_batches,
-                                           total_loss / seen, 100.0 * correct / seen))
-        except NNFrameError:
-            raise
-        except Exception as exc:
-            self._blame_plugin(
-                exc, xb, yb, f"training stopped at epoch {epoch}, batch {batch + 1} of "
-                f"{num_batches}", f" The weights are restored to the start of epoch {epoch}.",
-                before_raise=lambda: self._restore(snapshot))
-        if not ops.all_finite(*self.parameters()):
-            self._diverged(epoch, num_batches, num_batches, learning_rate, snapshot,
-                           "the weights became non-finite", x, order)
-        history["loss"].append(total_loss / n)
-        history["accuracy"].append(100.0 * correct / n)
-
-    def _diverged(self, epoch, batch, num_batches, learning_rate, snapshot, what, x,
-                  rows) -> None:
-        """Restore the weights of the epoch's start and raise, naming the culprit if any:
-        a plugin activation, inputs (``x[rows]``) too large for the dtype, or training."""
-        culprit = self._nonfinite_activation()
-        self._restore(snapshot)
-        if culprit is None:
-            # Inputs whose first weighted sums overflow even with the restored weights are
-            # what predict would refuse too: the data's fault, not the training's.
-            found = self._first_nonfinite(x, rows)
-            if found is not None and found[0] == "sums" and found[2] == 1:
-                row = found[1]
-                raise InputError(_validation.overflow_message("inputs", row, 1, x[row],
-                                                              self.dtype)
-                                 + f" Training stopped at epoch {epoch}; the weights are "
-                                 f"restored to the start of epoch {epoch}.")
-        if culprit is not None:
-            advice = (f"the activation {brief(culprit.name)} returned NaN or infinity for finite "
-                      f"inputs; fix or replace the plugin that provides it "
-                      f"({_provider_of(culprit)})")
-        else:
-            advice = (f"try a smaller learning_rate (now {learning_rate:g}) or scale the inputs "
-                      "to about [0, 1]")
-        raise TrainingDivergedError(
-            f"training diverged at epoch {epoch}, batch {batch} of {num_batches}: {what}. "
-            f"The weights are restored to the start of epoch {epoch}; {advice}.",
-            epoch=epoch, batch=batch)
-
-    def _find_faulty_plugin(self, x: np.ndarray, targets: np.ndarray | None) -> str | None:
-        """After an exception, replay ``x`` layer by layer to find the plugin at fault.
-
-        Costs nothing until something fails: the hot loops carry no checks of their own.
-        """
-        def who(obj) -> str:
-            kind = "cost" if isinstance(obj, Cost) else "activation"
-            return f"the {kind} {brief(obj.name)} ({_provider_of(obj)})"
-
-        def bad_shape(obj, what, out, shape) -> str | None:
-            if isinstance(out, np.ndarray) and out.shape == shape:
-                return None
-            got = getattr(out, "shape", type(out).__name__)
-            return f"{who(obj)} {what} returned {got} for an input of shape {shape}"
-
-        with np.errstate(all="ignore"):
-            a, trace = x, []
-            for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
-                z = ops.affine(a, layer.weights_for_layer, layer.bias_for_layer)
-                act = nxt.activation_function
-                try:
-                    out = act.forward(z)
-                except Exception as exc:
-                    return f"{who(act)} raised {type(exc).__name__} in forward: {exc}"
-                if problem := bad_shape(act, "forward", out, z.shape):
-                    return problem
-                trace.append((act, z, out))
-                a = out
-            if targets is None or len(targets) != len(a):
-                return None
-            try:
-                grad = self._loss.gradient(a, targets)
-            except Exception as exc:
-                return f"{who(self._loss)} raised {type(exc).__name__} in gradient: {exc}"
-            if problem := bad_shape(self._loss, "gradient", grad, a.shape):
-                return problem
-            for act, z, out in reversed(trace):
-                try:
-                    result = act.backward(z, out, np.ones_like(out))
-                except Exception as exc:
-                    return f"{who(act)} raised {type(exc).__name__} in backward: {exc}"
-                if problem := bad_shape(act, "backward", result, z.shape):
-                    return problem
-        return None
-
-    def _nonfinite_activation(self) -> Activation | None:
-        for layer in self.layers[1:]:
-            z, a = layer.pre_activations, layer.activations
-            if z is not None and a is not None and ops.all_finite(z) and not ops.all_finite(a):
-                return layer.activation_function
-        return None
-
-    def _restore(self, snapshot: list[np.ndarray]) -> None:
-        for param, saved in zip(self.parameters(), snapshot, strict=True):
-            param[...] = saved
 
     # -- using a trained network -----------------------------------------------------------
     def _network_for(self, filename) -> NeuralNetwork:
@@ -730,7 +579,7 @@ class NeuralNetwork:
         net = self._network_for(filename)
         x, _ = net._unchecked_inputs(inputs, "inputs")
         _, ids = _validation.labels(labels, len(x), net.num_nodes[-1], net.dtype)
-        return _percent(net._classes("check_accuracy", x, inputs, "inputs"), ids)
+        return percent(net._classes("check_accuracy", x, inputs, "inputs"), ids)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -765,35 +614,6 @@ class NeuralNetwork:
         from .persistence import load
 
         return load(path, trusted=trusted)
-
-
-class _ShapeBreach(Exception):
-    """A plugin returned an array of the wrong shape; turned into a PluginRuntimeError."""
-
-    def __init__(self, obj):
-        super().__init__(f"{brief(obj)} returned an array of the wrong shape")
-
-
-def _provider_of(obj) -> str:
-    from .registry import provider_of
-
-    provider = provider_of(obj)
-    return f"{provider.distribution} {provider.version}" if provider else "not an installed plugin"
-
-
-def _forget_epoch(history: dict[str, list], kept: int | dict[str, int]) -> None:
-    """Cut ``history`` back to ``kept`` entries per key (a count, or a count per key; keys
-    missing from that dict did not exist and are removed)."""
-    for key in list(history):
-        count = kept if isinstance(kept, int) else kept.get(key)
-        if count is None:
-            del history[key]
-        else:
-            del history[key][count:]
-
-
-def _percent(predicted: np.ndarray, ids: np.ndarray) -> float:
-    return float(100.0 * np.count_nonzero(predicted == ids) / len(ids))
 
 
 def _sequence(value, name: str, length: int) -> list:

@@ -11,6 +11,7 @@ import numpy as np
 from . import _blas
 
 xp = np
+INFERENCE_CHUNK = 16384  # rows per forward pass in inference: bounds memory
 # Below this many weights the saved pass is worth less than the cost of the ctypes call
 # (128 x 10 at batch 256: 12.5 us through ctypes, 8.5 us in NumPy; 256 x 128: 71 vs 83 us).
 FUSED_UPDATE_MIN_SIZE = 8192

@@ -32,11 +32,12 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
+from . import ops
 from ._text import brief
 from .errors import InputError, PluginContractError
 
@@ -123,6 +124,13 @@ class Optimizer:
             None.
         """
         raise NotImplementedError
+
+    def _apply(self, run: OptimizerRun, params: list[np.ndarray], grads: Gradients,
+               learning_rate: float) -> None:
+        """One step over every parameter: `update` once per parameter. A built-in may
+        override this to use the gradients' factors (see `Gradients`)."""
+        for i, param in enumerate(params):
+            self.update(param, grads[i], run.states[i], learning_rate, run.steps[i])
 
     def _label(self) -> str:
         return brief(self.name or type(self).__name__)
@@ -274,3 +282,92 @@ def check_bool(optimizer: Optimizer, key: str) -> None:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+# -- applying an optimizer to a network's parameters ---------------------------------------
+class Gradients(Sequence):
+    """One gradient per parameter, aligned with `NeuralNetwork.parameters()`:
+    ``[dW0, db0, dW1, db1, ...]``, each the gradient of the batch-mean cost.
+
+    Backprop yields each layer's gradient as two factors, the layer's inputs ``a`` and the
+    error ``delta`` at its outputs (``dW = a.T @ delta``, ``db = column sums of delta``).
+    An array is formed the first time it is read, so an update rule that can use the factors
+    directly (plain SGD folds them into one BLAS call) never pays for it.
+    """
+
+    def __init__(self, factors: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                 arrays: list[np.ndarray] | None = None) -> None:
+        if arrays is not None:
+            self._factors = None
+            self._arrays: list[np.ndarray | None] = list(arrays)
+        else:
+            self._factors = list(factors or [])
+            self._arrays = [None] * (2 * len(self._factors))
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        grad = self._arrays[index]
+        if grad is None:
+            a, delta = self._factors[index // 2]
+            grad = a.T @ delta if index % 2 == 0 else ops.column_sums(delta).reshape(1, -1)
+            self._arrays[index] = grad
+        return grad
+
+    @property
+    def factors(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """The ``(a, delta)`` pair per layer while no array has been formed or replaced;
+        None once the gradients exist only as arrays."""
+        if self._factors is None or any(g is not None for g in self._arrays):
+            return None
+        return self._factors
+
+    def arrays(self) -> list[np.ndarray]:
+        """Every gradient as an array (formed now where needed)."""
+        return [self[i] for i in range(len(self))]
+
+
+class OptimizerRun:
+    """An optimizer attached to a network's parameters: one state and one step count per
+    parameter, the record that saving, resuming and restoring work on.
+
+    Args:
+        optimizer: The configured optimizer.
+        params: The parameters it updates (`NeuralNetwork.parameters()`).
+    """
+
+    def __init__(self, optimizer: Optimizer, params: list[np.ndarray]) -> None:
+        self.optimizer = optimizer
+        self.states = [self._initial(param, i) for i, param in enumerate(params)]
+        self.steps = [0] * len(params)
+
+    def _initial(self, param: np.ndarray, index: int) -> dict[str, np.ndarray]:
+        state = self.optimizer.init_state(param)
+        if not isinstance(state, dict) or not all(
+                isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state.items()):
+            raise PluginContractError(
+                f"optimizer {self.optimizer._label()}: init_state must return a dict of "
+                f"NumPy arrays with string keys, got {brief(state)} for parameter {index}")
+        return state
+
+    def apply(self, params: list[np.ndarray], grads: Gradients, learning_rate: float) -> None:
+        """One update of every parameter with its gradient."""
+        for i in range(len(self.steps)):
+            self.steps[i] += 1
+        self.optimizer._apply(self, params, grads, learning_rate)
+
+    def snapshot(self) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+        """A copy of every state array and step count, for `restore`."""
+        return ([{k: v.copy() for k, v in state.items()} for state in self.states],
+                list(self.steps))
+
+    def restore(self, snapshot: tuple[list[dict[str, np.ndarray]], list[int]]) -> None:
+        """Put back what `snapshot` copied, into the same arrays."""
+        states, steps = snapshot
+        for state, saved in zip(self.states, states, strict=True):
+            for key, value in saved.items():
+                state[key][...] = value
+        self.steps[:] = steps

@@ -124,7 +124,46 @@ def to_payload(network) -> dict:
         "biases": [_array_record(layer.bias_for_layer, dtype) for layer in network.layers[:-1]],
         "history": {k: [float(v) for v in values] for k, values in network.history.items()},
         "learning_rate": network.learning_rate,
+        "optimizer": _optimizer_record(network),
+        "shuffle": _generator_record(network._shuffle),
     }
+
+
+def _state_array_record(array: np.ndarray) -> dict:
+    dtype = array.dtype.newbyteorder("<")
+    return {"shape": list(array.shape), "dtype": dtype.str,
+            "data": np.ascontiguousarray(array, dtype=dtype).tobytes()}
+
+
+def _optimizer_record(network) -> dict | None:
+    """The optimizer with everything needed to continue it: name and provider, the
+    hyperparameters, and per parameter its step count and state arrays."""
+    from .registry import provider_of
+
+    run = network._run
+    if run is None:
+        # A loaded model whose optimizer could not be rebuilt keeps the record it came with.
+        return None if network._saved_optimizer is None else network._saved_optimizer[1]
+    optimizer = run.optimizer
+    provider = provider_of(optimizer)
+    return {"name": optimizer.name,
+            "distribution": provider.distribution if provider else None,
+            "version": provider.version if provider else None,
+            "hyperparameters": optimizer.hyperparameters,
+            "steps": list(run.steps),
+            "state": [{key: _state_array_record(value) for key, value in state.items()}
+                      for state in run.states]}
+
+
+def _generator_record(rng) -> dict | None:
+    """The shuffling generator's position (PCG64, NumPy's default; 128-bit numbers as hex
+    strings), or None."""
+    if rng is None or not isinstance(rng.bit_generator, np.random.PCG64):
+        return None
+    state = rng.bit_generator.state
+    return {"bit_generator": "PCG64", "state": format(state["state"]["state"], "x"),
+            "inc": format(state["state"]["inc"], "x"), "has_uint32": int(state["has_uint32"]),
+            "uinteger": int(state["uinteger"])}
 
 
 def save(network, path) -> None:
@@ -397,7 +436,7 @@ def _installed_version(dist: str) -> str | None:
 
 
 def _missing(record: dict, kind: str, name: str, where: str,
-             unknown: UnknownNameError) -> MissingPluginError:
+             unknown: UnknownNameError, then: str = "load again") -> MissingPluginError:
     """The error for a recorded name the registry does not know: install what is missing, or,
     when the recorded distribution is installed, say so and suggest close names."""
     from .plugins import builtins_only
@@ -419,7 +458,7 @@ def _missing(record: dict, kind: str, name: str, where: str,
     saved = f" {brief(version, 40)}" if isinstance(version, str) else ""
     if not isinstance(dist, str) or not dist:
         return MissingPluginError(f"{where} needs the {kind} {shown}, which is not registered: "
-                                  f"install the plugin that provides it and load again. {tail}")
+                                  f"install the plugin that provides it and {then}. {tail}")
     if len(dist) > MAX_NAME_CHARS or not _DISTRIBUTION.match(dist):
         return MissingPluginError(f"{where} needs the {kind} {shown}, which is not registered; "
                                   f"the file names its provider as {brief(dist)}, which is not a "
@@ -428,11 +467,11 @@ def _missing(record: dict, kind: str, name: str, where: str,
     if installed is None:
         return MissingPluginError(f"{where} needs the {kind} {shown}, which is not installed: "
                                   f"it was provided by {dist}{saved}; install it with "
-                                  f"`pip install {dist}` and load again.")
+                                  f"`pip install {dist}` and {then}.")
     normal = re.sub(r"[-_.]+", "-", dist).lower()
     if normal != "nnframe" and builtins_only():
         why = ("is installed, but NNFRAME_BUILTINS_ONLY is on, so nnframe ignores it; unset "
-               "NNFRAME_BUILTINS_ONLY and load again")
+               f"NNFRAME_BUILTINS_ONLY and {then}")
     elif any(re.sub(r"[-_.]+", "-", f.distribution).lower() == normal
              for f in get_registry().failures):
         why = ("is installed but failed to load; run `nnframe plugins` to see why")
@@ -543,4 +582,110 @@ def from_payload(payload, where: str = "the model", *, trusted: bool = False):
     rate = payload.get("learning_rate")
     if isinstance(rate, float) and np.isfinite(rate) and rate > 0:
         network.learning_rate = rate
+    record = payload.get("optimizer")
+    if record is not None:
+        _restore_optimizer(network, record, where)
+    shuffle = payload.get("shuffle")
+    if shuffle is not None:
+        network._shuffle = _generator(shuffle, where)
     return network
+
+
+# State arrays: real numbers and flags, stored little-endian.
+STATE_DTYPES = frozenset({"<f2", "<f4", "<f8", "<i1", "<i2", "<i4", "<i8", "<u1", "<u2",
+                          "<u4", "<u8", "|b1", "|i1", "|u1"})
+
+
+def _state_array(record, where: str, what: str) -> np.ndarray:
+    if not isinstance(record, dict) or not isinstance(record.get("data"), bytes):
+        raise _bad(where, f"{what} is not an array record")
+    dtype, shape = record.get("dtype"), record.get("shape")
+    if not isinstance(dtype, str) or dtype not in STATE_DTYPES:
+        raise _bad(where, f"{what} has dtype {brief(dtype)}")
+    if (not isinstance(shape, list) or len(shape) > 8
+            or not all(_is_int(n) and 0 <= n < _INT_LIMIT for n in shape)):
+        raise _bad(where, f"{what} has shape {brief(shape)}")
+    expected = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+    if len(record["data"]) != expected:
+        raise _bad(where, f"{what} holds {len(record['data'])} bytes, expected {expected}")
+    array = np.frombuffer(record["data"], dtype=dtype).reshape(shape)
+    array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise _bad(where, f"{what} contains NaN or infinite values")
+    return array
+
+
+def _restore_optimizer(network, record, where: str) -> None:
+    """Rebuild the saved optimizer with its state onto ``network``. A malformed record is the
+    file's fault (ModelFileError); an optimizer that cannot be rebuilt here (its plugin is
+    missing, or refuses the saved settings) leaves the network usable for prediction, with
+    the reason kept for when training continues without a new optimizer."""
+    from .optimizers import OptimizerRun, create
+    from .registry import get_registry
+
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+        raise _bad(where, f"the optimizer entry is {brief(record)}, not a named record")
+    name = record["name"]
+    if len(name) > MAX_NAME_CHARS:
+        raise _bad(where, f"the optimizer name {brief(name)} is {len(name):,} characters long; "
+                          f"names have at most {MAX_NAME_CHARS}")
+    params = network.parameters()
+    hyper, steps, states = (record.get("hyperparameters"), record.get("steps"),
+                            record.get("state"))
+    if not isinstance(hyper, dict) or not all(
+            isinstance(k, str) and isinstance(v, (bool, int, float, str))
+            for k, v in hyper.items()):
+        raise _bad(where, f"the optimizer's hyperparameters are {brief(hyper)}")
+    if (not isinstance(steps, list) or len(steps) != len(params)
+            or not all(_is_int(n) and 0 <= n < _INT_LIMIT for n in steps)):
+        raise _bad(where, f"the optimizer's step counts are {brief(steps)}, expected one per "
+                          f"parameter ({len(params)})")
+    if (not isinstance(states, list) or len(states) != len(params)
+            or not all(isinstance(st, dict) and all(isinstance(k, str) for k in st)
+                       for st in states)):
+        raise _bad(where, f"the optimizer's state is {brief(states)}, expected one dict per "
+                          f"parameter ({len(params)})")
+    saved = [{key: _state_array(value, where, f"optimizer state {i} {brief(key)}")
+              for key, value in state.items()} for i, state in enumerate(states)]
+    shown = brief(name)
+    try:
+        entry = get_registry().lookup("optimizer", name)
+        run = OptimizerRun(create(entry.obj, hyper), params)
+        for i, (state, stored) in enumerate(zip(run.states, saved, strict=True)):
+            fresh = {k: (v.shape, v.dtype) for k, v in state.items()}
+            if fresh != {k: (v.shape, v.dtype) for k, v in stored.items()}:
+                raise ModelFileError(
+                    f"its state for parameter {i} does not have the arrays that "
+                    f"{entry.provider.distribution} {entry.provider.version} makes")
+            for key, value in stored.items():
+                state[key][...] = value
+    except UnknownNameError as exc:
+        then = ("continue training (it loads and predicts without it), or pass optimizer= "
+                "to train to start a new one")
+        network._saved_optimizer = (_missing(record, "optimizer", name, where, exc, then),
+                                    record)
+        return
+    except Exception as exc:
+        network._saved_optimizer = (ModelFileError(
+            f"{where} saved the optimizer {shown}, which cannot continue here: "
+            f"{_reason(exc)}. The model loads and predicts; pass optimizer= to train to start "
+            "a new one."), record)
+        return
+    run.steps[:] = steps
+    network._run = run
+
+
+def _generator(record, where: str) -> np.random.Generator:
+    hexes = re.compile(r"[0-9a-f]{1,32}")
+    if (not isinstance(record, dict) or record.get("bit_generator") != "PCG64"
+            or not all(isinstance(record.get(k), str) and hexes.fullmatch(record[k])
+                       for k in ("state", "inc"))
+            or record.get("has_uint32") not in (0, 1) or not _is_int(record.get("uinteger"))
+            or not 0 <= record["uinteger"] < 2**32):
+        raise _bad(where, f"the shuffling generator is {brief(record)}")
+    bit_generator = np.random.PCG64()
+    bit_generator.state = {"bit_generator": "PCG64",
+                           "state": {"state": int(record["state"], 16),
+                                     "inc": int(record["inc"], 16)},
+                           "has_uint32": record["has_uint32"], "uinteger": record["uinteger"]}
+    return np.random.Generator(bit_generator)

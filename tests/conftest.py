@@ -1,4 +1,5 @@
 import importlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -57,3 +58,14 @@ def run_python(code, env=None, **kwargs):
     """Run ``code`` in a fresh interpreter (the real entry-point path, nothing cached)."""
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=env, timeout=120, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def torch():
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - CI installs it
+            pytest.fail("torch is not installed, but CI must compare with it")
+        return torch
+    return pytest.importorskip("torch")

@@ -8,8 +8,6 @@ a developer machine (those tests skip) and required in CI (they fail without it)
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from test_optimizer_registry import LION
@@ -89,17 +87,6 @@ CASES = [
 def case_id(case) -> str:
     cls, hyper, _, _ = case
     return cls.name + "".join(f"-{k}={v}" for k, v in hyper.items())
-
-
-@pytest.fixture(scope="module")
-def torch():
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - CI installs it
-            pytest.fail("torch is not installed, but CI must compare the optimizers with it")
-        return torch
-    return pytest.importorskip("torch")
 
 
 def run_torch(torch, name, kwargs, start, grads):

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from .. import ops
 from ..errors import InputError
 from ..hookspecs import hookimpl
 from ..optimizers import Optimizer, check_bool, check_number
@@ -63,6 +64,16 @@ class SGD(Optimizer):
         if self.momentum == 0:
             return {}
         return {"momentum_buffer": np.zeros_like(param)}
+
+    def _apply(self, run, params, grads, learning_rate):
+        factors = grads.factors
+        if (self.momentum != 0 or self.weight_decay != 0 or factors is None
+                or type(self).update is not SGD.update):
+            super()._apply(run, params, grads, learning_rate)
+            return
+        # Plain SGD: each layer's update folded into its gradient's matrix product.
+        for (a, delta), weights, bias in zip(factors, params[0::2], params[1::2], strict=True):
+            ops.weight_step(a, delta, learning_rate, weights, bias)
 
     def update(self, param, grad, state, learning_rate, step):
         t = param.dtype.type

@@ -1,0 +1,255 @@
+"""The training loop: epochs, batches, shuffling, history, callbacks, divergence and restore.
+
+`NeuralNetwork.train` validates its arguments and hands them to a `Trainer`. One batch is
+three steps with a seam between each (`Trainer.step`): the network computes the gradients
+(backprop, `NeuralNetwork._gradients`), `Trainer.reduce_gradients` may combine them (the place where
+data-parallel averaging goes; on one process it passes them on), and the network's
+`OptimizerRun` applies them at the epoch's learning rate (`Trainer.epoch_learning_rate`).
+
+An epoch happens whole or not at all: whatever stops it (an error, Ctrl-C, SystemExit, a
+callback raising, even at the epoch's end) puts back the weights, the optimizer's state and
+the shuffling generator of its start, and takes the epoch out of both histories.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _diagnosis, ops
+from .errors import NNFrameError
+from .optimizers import Gradients, OptimizerRun
+
+
+@dataclass
+class TrainingState:
+    """What a `train(..., callback=f)` callback receives after every batch.
+
+    After the last batch of an epoch (and its validation pass) the callback is called once
+    more, with `epoch_done=True` and the epoch's `history`. A callback ends training with
+    [stop][nnframe.TrainingState.stop].
+
+    Attributes:
+        epoch: The current epoch, from 1.
+        num_epochs: The number of epochs `train` was asked for.
+        batch: The batch just done, from 1 (equal to `num_batches` when `epoch_done`).
+        num_batches: Batches per epoch.
+        loss: Running mean of the loss over the epoch so far.
+        accuracy: Running percentage of correctly classified samples over the epoch so far.
+        epoch_done: True only for the call that ends an epoch.
+        history: On that call, the history so far (the dict `train` returns); else empty.
+        learning_rate: The learning rate of this epoch.
+    """
+
+    epoch: int
+    num_epochs: int
+    batch: int
+    num_batches: int
+    loss: float  # running mean over the epoch so far
+    accuracy: float  # running percentage over the epoch so far
+    epoch_done: bool = False
+    history: dict = field(default_factory=dict)
+    learning_rate: float = 0.0
+    _trainer: Trainer | None = field(default=None, init=False, repr=False, compare=False)
+
+    def stop(self) -> None:
+        """End training once the current epoch is complete (it is kept, not rolled back);
+        `train` then returns normally."""
+        if self._trainer is not None:
+            self._trainer.stop_requested = True
+
+
+class Trainer:
+    """One `train` call: runs the epochs over validated, converted arrays.
+
+    Args:
+        network: The [NeuralNetwork][nnframe.NeuralNetwork] to train.
+        run: The optimizer attached to the network's parameters.
+        batch_size: Rows per step (at most the number of rows).
+        num_epochs: Epochs to run.
+        learning_rate: The base learning rate.
+        rng: The shuffling generator (the network's; it advances one permutation per epoch).
+        validation: ``(inputs, targets, class ids)`` evaluated after every epoch, or None.
+        callback: Called with a [TrainingState][nnframe.TrainingState], or None.
+        verbose: Print one line per epoch to standard error.
+    """
+
+    def __init__(self, network, run: OptimizerRun, *, batch_size: int, num_epochs: int,
+                 learning_rate: float, rng: np.random.Generator, validation=None,
+                 callback: Callable[[TrainingState], None] | None = None,
+                 verbose: bool = False) -> None:
+        self.network = network
+        self.run = run
+        self.batch_size = batch_size
+        self.num_epochs = num_epochs
+        self.learning_rate = learning_rate
+        self.rng = rng
+        self.validation = validation
+        self.callback = callback
+        self.verbose = verbose
+        self.stop_requested = False
+
+    # -- the seams -------------------------------------------------------------------------
+    def epoch_learning_rate(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (from 1): the base rate on every epoch."""
+        return self.learning_rate
+
+    def reduce_gradients(self, grads: Gradients) -> Gradients:
+        """Between "gradients computed" and "update applied": the gradients to apply."""
+        return grads
+
+    def step(self, xb: np.ndarray, yb: np.ndarray, learning_rate: float):
+        """One batch: forward, loss, gradients, update. Returns ``(outputs, loss)``; the
+        update is skipped when the loss is not finite (the caller reports divergence)."""
+        network = self.network
+        out = network._forward(xb)
+        loss = network._loss.loss(out, yb)
+        # The first layer's sums too, as in inference: a saturating activation (tanh)
+        # would hide inputs that overflow them from the loss.
+        if not (math.isfinite(loss) and ops.all_finite(network.layers[1].pre_activations)):
+            return out, loss
+        grads = self.reduce_gradients(network._gradients(yb))
+        try:
+            self.run.apply(network.parameters(), grads, learning_rate)
+        except Exception as exc:
+            raise _OptimizerFault(exc) from exc
+        return out, loss
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray, ids: np.ndarray) -> dict[str, list[float]]:
+        """Run every epoch over ``x`` (targets ``y``, class ids ``ids``); the history of
+        this call (also appended to the network's)."""
+        network = self.network
+        self._num_batches = -(-len(x) // self.batch_size)
+        history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+        if self.validation is not None:
+            history.update(val_loss=[], val_accuracy=[])
+        # Overflow is detected (the loss turns non-finite) and reported as one clear error
+        # naming the epoch and batch, instead of a stream of NumPy RuntimeWarnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            epoch = 0
+            while epoch < self.num_epochs and not self.stop_requested:
+                epoch += 1
+                restore = self._checkpoint()
+                recorded = {key: len(values) for key, values in network.history.items()}
+                try:
+                    self._epoch(epoch, x, y, ids, history, restore)
+                    self._end_epoch(epoch, history)
+                except BaseException:
+                    restore()
+                    _forget_epoch(history, epoch - 1)
+                    _forget_epoch(network.history, recorded)
+                    raise
+        return history
+
+    def _checkpoint(self) -> Callable[[], None]:
+        """Copy what an epoch changes; the function that puts it back."""
+        params = [p.copy() for p in self.network.parameters()]
+        optimizer = self.run.snapshot()
+        shuffle = self.rng.bit_generator.state
+
+        def restore() -> None:
+            for param, saved in zip(self.network.parameters(), params, strict=True):
+                param[...] = saved
+            self.run.restore(optimizer)
+            self.rng.bit_generator.state = shuffle
+
+        return restore
+
+    def _epoch(self, epoch, x, y, ids, history, restore) -> None:
+        network = self.network
+        n = len(x)
+        num_batches = self._num_batches
+        learning_rate = self.epoch_learning_rate(epoch)
+        total_loss = 0.0
+        correct = 0
+        batch, xb, yb = 0, x[:0], y[:0]
+        order = self.rng.permutation(n)
+        # Targets and class ids are small: shuffle them once per epoch and slice per batch.
+        # The inputs are large, so each batch gathers only its own rows.
+        y_epoch, ids_epoch = y[order], ids[order]
+        where = f"training stopped at epoch {epoch}, batch {{}} of {num_batches}"
+        note = f" The weights are restored to the start of epoch {epoch}."
+        try:
+            for batch in range(num_batches):
+                start, stop = batch * self.batch_size, (batch + 1) * self.batch_size
+                xb, yb = x[order[start:stop]], y_epoch[start:stop]
+                out, loss = self.step(xb, yb, learning_rate)
+                if not (math.isfinite(loss)
+                        and ops.all_finite(network.layers[1].pre_activations)):
+                    _diagnosis.diverged(network, epoch, batch + 1, num_batches, learning_rate,
+                                        restore, f"the loss became {loss}", x,
+                                        order[start:stop])
+                total_loss += loss * len(yb)
+                correct += int(np.count_nonzero(ops.argmax_rows(out) == ids_epoch[start:stop]))
+                if self.callback is not None:
+                    seen = min((batch + 1) * self.batch_size, n)
+                    self._report(TrainingState(epoch, self.num_epochs, batch + 1, num_batches,
+                                               total_loss / seen, 100.0 * correct / seen,
+                                               learning_rate=learning_rate))
+        except NNFrameError:
+            raise
+        except _OptimizerFault as fault:
+            restore()
+            _diagnosis.optimizer_fault(self.run.optimizer, fault.exc,
+                                       where.format(batch + 1), note)
+        except Exception as exc:
+            _diagnosis.blame_plugin(network, exc, xb, yb, where.format(batch + 1), note,
+                                    before_raise=restore)
+        if not ops.all_finite(*network.parameters()):
+            _diagnosis.diverged(network, epoch, num_batches, num_batches, learning_rate,
+                                restore, "the weights became non-finite", x, order)
+        history["loss"].append(total_loss / n)
+        history["accuracy"].append(100.0 * correct / n)
+
+    def _end_epoch(self, epoch: int, history: dict[str, list[float]]) -> None:
+        network = self.network
+        if self.validation is not None:
+            vdata, vx, vy, vids = self.validation
+            vout = network._validation_outputs(vdata, vx)
+            history["val_loss"].append(float(network._loss.loss(vout, vy)))
+            history["val_accuracy"].append(percent(ops.argmax_rows(vout), vids))
+        for key, values in history.items():  # the network's record stays in step
+            network.history.setdefault(key, []).append(values[-1])
+        if self.verbose:
+            line = " ".join(f"{k}={v[-1]:.2f}%" if "accuracy" in k else f"{k}={v[-1]:.4f}"
+                            for k, v in history.items())
+            print(f"epoch {epoch}/{self.num_epochs} {line}", file=sys.stderr)
+        if self.callback is not None:
+            self._report(TrainingState(epoch, self.num_epochs, self._num_batches,
+                                       self._num_batches, history["loss"][-1],
+                                       history["accuracy"][-1], epoch_done=True,
+                                       history=history,
+                                       learning_rate=self.epoch_learning_rate(epoch)))
+
+    def _report(self, state: TrainingState) -> None:
+        state._trainer = self
+        self.callback(state)
+
+
+class _OptimizerFault(Exception):
+    """An exception raised by the optimizer's update, carried out of the batch loop."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _forget_epoch(history: dict[str, list], kept: int | dict[str, int]) -> None:
+    """Cut ``history`` back to ``kept`` entries per key (a count, or a count per key; keys
+    missing from that dict did not exist and are removed)."""
+    for key in list(history):
+        count = kept if isinstance(kept, int) else kept.get(key)
+        if count is None:
+            del history[key]
+        else:
+            del history[key][count:]
+
+
+def percent(predicted: np.ndarray, ids: np.ndarray) -> float:
+    """The percentage of ``predicted`` class ids equal to ``ids``."""
+    return float(100.0 * np.count_nonzero(predicted == ids) / len(ids))
