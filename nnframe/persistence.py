@@ -136,14 +136,18 @@ def _state_array_record(array: np.ndarray) -> dict:
 
 
 def _optimizer_record(network) -> dict | None:
-    """The optimizer with everything needed to continue it: name and provider, the
-    hyperparameters, and per parameter its step count and state arrays."""
-    from .registry import provider_of
-
-    run = network._run
-    if run is None:
+    if network._run is None:
         # A loaded model whose optimizer could not be rebuilt keeps the record it came with.
         return None if network._saved_optimizer is None else network._saved_optimizer[1]
+    return optimizer_record(network._run)
+
+
+def optimizer_record(run) -> dict:
+    """An [OptimizerRun][nnframe.optimizers.OptimizerRun] as plain data: the optimizer's name
+    and provider, its hyperparameters, and per parameter its step count and state arrays
+    (what a model file holds, read back by `optimizer_from_record`)."""
+    from .registry import provider_of
+
     optimizer = run.optimizer
     provider = provider_of(optimizer)
     return {"name": optimizer.name,
@@ -620,59 +624,83 @@ def _restore_optimizer(network, record, where: str) -> None:
     file's fault (ModelFileError); an optimizer that cannot be rebuilt here (its plugin is
     missing, or refuses the saved settings) leaves the network usable for prediction, with
     the reason kept for when training continues without a new optimizer."""
-    from .optimizers import OptimizerRun, create
-    from .registry import get_registry
+    checked = _checked_optimizer_record(record, len(network.parameters()), where)
+    try:
+        network._run = _rebuilt(None, checked, network.parameters(), where)
+    except UnknownNameError as exc:
+        then = ("continue training (it loads and predicts without it), or pass optimizer= "
+                "to train to start a new one")
+        network._saved_optimizer = (_missing(record, "optimizer", checked[0], where, exc,
+                                             then), record)
+    except Exception as exc:
+        network._saved_optimizer = (ModelFileError(
+            f"{where} saved the optimizer {brief(checked[0])}, which cannot continue here: "
+            f"{_reason(exc)}. The model loads and predicts; pass optimizer= to train to start "
+            "a new one."), record)
 
+
+def optimizer_from_record(record, params: list[np.ndarray], cls=None,
+                          where: str = "the optimizer record"):
+    """The [OptimizerRun][nnframe.optimizers.OptimizerRun] that `optimizer_record` wrote,
+    attached to ``params``: the class ``cls``, or the one registered under the record's name,
+    built with the saved hyperparameters and given the saved states and step counts.
+
+    Raises:
+        ModelFileError: The record is malformed, or its state does not have the arrays that
+            the optimizer's `init_state` makes.
+        UnknownNameError: ``cls`` is None and no optimizer has the record's name.
+        InputError: The optimizer refuses the saved hyperparameters.
+    """
+    return _rebuilt(cls, _checked_optimizer_record(record, len(params), where), params, where)
+
+
+def _checked_optimizer_record(record, count: int, where: str):
+    """``(name, hyperparameters, steps, states)`` from a record for ``count`` parameters, or
+    a ModelFileError; the state arrays are decoded and checked."""
     if not isinstance(record, dict) or not isinstance(record.get("name"), str):
         raise _bad(where, f"the optimizer entry is {brief(record)}, not a named record")
     name = record["name"]
     if len(name) > MAX_NAME_CHARS:
         raise _bad(where, f"the optimizer name {brief(name)} is {len(name):,} characters long; "
                           f"names have at most {MAX_NAME_CHARS}")
-    params = network.parameters()
     hyper, steps, states = (record.get("hyperparameters"), record.get("steps"),
                             record.get("state"))
     if not isinstance(hyper, dict) or not all(
             isinstance(k, str) and isinstance(v, (bool, int, float, str))
             for k, v in hyper.items()):
         raise _bad(where, f"the optimizer's hyperparameters are {brief(hyper)}")
-    if (not isinstance(steps, list) or len(steps) != len(params)
+    if (not isinstance(steps, list) or len(steps) != count
             or not all(_is_int(n) and 0 <= n < _INT_LIMIT for n in steps)):
         raise _bad(where, f"the optimizer's step counts are {brief(steps)}, expected one per "
-                          f"parameter ({len(params)})")
-    if (not isinstance(states, list) or len(states) != len(params)
+                          f"parameter ({count})")
+    if (not isinstance(states, list) or len(states) != count
             or not all(isinstance(st, dict) and all(isinstance(k, str) for k in st)
                        for st in states)):
         raise _bad(where, f"the optimizer's state is {brief(states)}, expected one dict per "
-                          f"parameter ({len(params)})")
+                          f"parameter ({count})")
     saved = [{key: _state_array(value, where, f"optimizer state {i} {brief(key)}")
               for key, value in state.items()} for i, state in enumerate(states)]
-    shown = brief(name)
-    try:
-        entry = get_registry().lookup("optimizer", name)
-        run = OptimizerRun(create(entry.obj, hyper), params)
-        for i, (state, stored) in enumerate(zip(run.states, saved, strict=True)):
-            fresh = {k: (v.shape, v.dtype) for k, v in state.items()}
-            if fresh != {k: (v.shape, v.dtype) for k, v in stored.items()}:
-                raise ModelFileError(
-                    f"its state for parameter {i} does not have the arrays that "
-                    f"{entry.provider.distribution} {entry.provider.version} makes")
-            for key, value in stored.items():
-                state[key][...] = value
-    except UnknownNameError as exc:
-        then = ("continue training (it loads and predicts without it), or pass optimizer= "
-                "to train to start a new one")
-        network._saved_optimizer = (_missing(record, "optimizer", name, where, exc, then),
-                                    record)
-        return
-    except Exception as exc:
-        network._saved_optimizer = (ModelFileError(
-            f"{where} saved the optimizer {shown}, which cannot continue here: "
-            f"{_reason(exc)}. The model loads and predicts; pass optimizer= to train to start "
-            "a new one."), record)
-        return
+    return name, hyper, steps, saved
+
+
+def _rebuilt(cls, checked, params: list[np.ndarray], where: str):
+    from .optimizers import OptimizerRun, create
+    from .registry import get_registry
+
+    name, hyper, steps, saved = checked
+    if cls is None:
+        cls = get_registry().lookup("optimizer", name).obj
+    run = OptimizerRun(create(cls, hyper), params)
+    for i, (state, stored) in enumerate(zip(run.states, saved, strict=True)):
+        fresh = {k: (v.shape, v.dtype) for k, v in state.items()}
+        if fresh != {k: (v.shape, v.dtype) for k, v in stored.items()}:
+            raise _bad(where, f"the optimizer state of parameter {i} has the arrays "
+                              f"{brief(sorted(stored))}, but {brief(name)}'s init_state makes "
+                              f"{brief(sorted(fresh))} (shapes and dtypes included)")
+        for key, value in stored.items():
+            state[key][...] = value
     run.steps[:] = steps
-    network._run = run
+    return run
 
 
 def _generator(record, where: str) -> np.random.Generator:
