@@ -1,7 +1,8 @@
 """Optional shortcuts to the BLAS that NumPy itself ships, for what NumPy lacks: matrix
 products that accumulate into an existing array (``gemm`` with ``beta=1``): the weight update
 ``W -= scale * a.T @ step`` and the biased product ``out += a @ W`` (``out`` pre-filled with
-the bias); and control of the number of BLAS threads (used by `nnframe._parallel`).
+the bias). (The number of BLAS threads is controlled with threadpoolctl, in
+`nnframe._parallel`.)
 
 Folding the weight update into the matrix product saves a full pass over every weight
 matrix per batch (about 50 ms per MNIST epoch at batch size 64). Everything here is
@@ -22,7 +23,7 @@ from . import _env
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _gemm: dict = {}
-_state: dict = {"ready": False, "threads": None}
+_state: dict = {"ready": False}
 
 
 def _candidates():
@@ -59,22 +60,7 @@ def _load() -> None:
                 found[np.dtype(dtype)] = fn
             if len(found) == 2 and _self_test(found):
                 _gemm.update(found)
-                _state["threads"] = _thread_control(lib)
                 return
-
-
-def _thread_control(lib):
-    """The library's get/set pair for its number of threads (a process-wide setting)."""
-    for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("scipy_openblas", ""),
-                           ("openblas", "")):
-        get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-        put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-        if get is not None and put is not None:
-            get.restype, get.argtypes = ctypes.c_int, []
-            put.restype, put.argtypes = None, [ctypes.c_int]
-            if get() >= 1:
-                return get, put
-    return None
 
 
 def _self_test(found) -> bool:
@@ -148,25 +134,3 @@ def gemm_accumulate(a: np.ndarray, weights: np.ndarray, out: np.ndarray) -> bool
 def available() -> bool:
     _loaded()
     return bool(_gemm)
-
-
-def get_threads() -> int | None:
-    """The number of threads of NumPy's BLAS, or None when that BLAS offers no control."""
-    threads = _loaded()["threads"]
-    return None if threads is None else int(threads[0]())
-
-
-def set_threads(count: int) -> int | None:
-    """Set the number of threads of NumPy's BLAS (process-wide); return the previous number,
-    or None (nothing changed) when that BLAS offers no control."""
-    threads = _loaded()["threads"]
-    if threads is None:
-        return None
-    get, put = threads
-    previous = int(get())
-    put(int(count))
-    return previous
-
-
-def can_limit_threads() -> bool:
-    return _loaded()["threads"] is not None

@@ -9,10 +9,10 @@ there, and NumPy's small operations contend for the GIL.
 
 The BLAS thread count is process-wide, so while a split pass runs, BLAS calls from other
 threads of the program also use one thread (they stay correct, only slower); the count is
-restored when the last split pass ends. This needs the thread control of NumPy's own
-OpenBLAS (`nnframe._blas.set_threads`); without it (another BLAS,
-``NNFRAME_NO_BLAS=1``) or with ``NNFRAME_NUM_THREADS=1`` everything runs in the calling
-thread, with the same results.
+restored when the last split pass ends. The count is read and set through threadpoolctl
+(what scikit-learn uses), on the BLAS libraries loaded in the process; where it finds none
+it can control, or with ``NNFRAME_NUM_THREADS=1``, everything runs in the calling thread,
+with the same results.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
-from . import _blas, _env
+from . import _env
 
 MIN_BLOCK_ROWS = 2048  # below this many rows per block, one thread is faster
 MAX_THREADS = 8
@@ -36,6 +37,36 @@ _pool: dict = {"executor": None, "size": 0}
 _blas_limit: dict = {"depth": 0, "previous": None}
 _lock = threading.Lock()
 _inside = threading.local()
+_libraries: dict = {"blas": None}
+
+
+def _blas_libraries():
+    """threadpoolctl's controllers of the BLAS libraries loaded in this process (NumPy's),
+    found once: finding them walks the loaded libraries (about 1 ms); using them is a call
+    into each library."""
+    if _libraries["blas"] is None:
+        _libraries["blas"] = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _libraries["blas"]
+
+
+def get_blas_threads() -> int | None:
+    """The number of threads NumPy's BLAS may use, or None when no BLAS can be controlled."""
+    libraries = _blas_libraries()
+    return max(lib.num_threads for lib in libraries) if libraries else None
+
+
+def set_blas_threads(count: int) -> int | None:
+    """Set the number of BLAS threads (process-wide); the previous number, or None (nothing
+    changed) when no BLAS can be controlled."""
+    previous = get_blas_threads()
+    if previous is not None:
+        for lib in _blas_libraries():
+            lib.set_num_threads(int(count))
+    return previous
+
+
+def can_limit_blas_threads() -> bool:
+    return bool(_blas_libraries())
 
 
 def num_threads() -> int:
@@ -49,12 +80,12 @@ def num_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, min(cores, _blas.get_threads() or 1, MAX_THREADS))
+    return max(1, min(cores, get_blas_threads() or 1, MAX_THREADS))
 
 
 def blocks_for(rows: int) -> int:
     """How many row blocks a pass over ``rows`` rows is split into (1: not split)."""
-    if rows < 2 * MIN_BLOCK_ROWS or not _blas.can_limit_threads():
+    if rows < 2 * MIN_BLOCK_ROWS or not can_limit_blas_threads():
         return 1
     return max(1, min(num_threads(), rows // MIN_BLOCK_ROWS))
 
@@ -65,7 +96,7 @@ def _one_blas_thread():
     included); then the previous thread count again."""
     with _lock:
         if _blas_limit["depth"] == 0:
-            _blas_limit["previous"] = _blas.set_threads(1)
+            _blas_limit["previous"] = set_blas_threads(1)
         _blas_limit["depth"] += 1
     try:
         yield
@@ -73,7 +104,7 @@ def _one_blas_thread():
         with _lock:
             _blas_limit["depth"] -= 1
             if _blas_limit["depth"] == 0 and _blas_limit["previous"] is not None:
-                _blas.set_threads(_blas_limit["previous"])
+                set_blas_threads(_blas_limit["previous"])
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
@@ -94,7 +125,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     _pool.update(executor=None, size=0)
     if _blas_limit["depth"] and _blas_limit["previous"] is not None:
-        _blas.set_threads(_blas_limit["previous"])
+        set_blas_threads(_blas_limit["previous"])
     _blas_limit.update(depth=0, previous=None)
 
 

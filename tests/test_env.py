@@ -52,7 +52,7 @@ def test_no_blas_accepts_any_case(monkeypatch):
     try:
         monkeypatch.setenv("NNFRAME_NO_BLAS", "TRUE")
         _blas._gemm.clear()
-        _blas._state.update(ready=False, threads=None)
+        _blas._state.update(ready=False)
         assert not _blas.available()
     finally:
         _blas._gemm.clear()

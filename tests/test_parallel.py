@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import nnframe
-from nnframe import _blas, _parallel
+from nnframe import _parallel
 
 ROWS = 3 * _parallel.MIN_BLOCK_ROWS + 17  # three blocks with NNFRAME_NUM_THREADS=3
 
@@ -22,9 +22,7 @@ def three_threads(monkeypatch):
 
 
 def blas_threads() -> int:
-    previous = _blas.set_threads(1)
-    _blas.set_threads(previous)
-    return previous
+    return _parallel.get_blas_threads()
 
 
 def data(seed=0):
@@ -40,7 +38,7 @@ def network():
 def test_numpys_blas_lets_nnframe_limit_its_threads():
     # The wheels nnframe supports ship OpenBLAS; without this control inference would
     # silently stay on one core.
-    assert _blas.can_limit_threads()
+    assert _parallel.can_limit_blas_threads()
 
 
 def test_large_inputs_are_split_into_blocks_in_other_threads(three_threads, monkeypatch):
@@ -257,12 +255,12 @@ def test_a_split_pass_started_inside_a_block_runs_in_place(three_threads):
 
 def test_by_default_it_uses_no_more_threads_than_numpys_blas_may(monkeypatch):
     monkeypatch.delenv("NNFRAME_NUM_THREADS", raising=False)
-    previous = _blas.set_threads(1)  # as with OPENBLAS_NUM_THREADS=1 or threadpoolctl
+    previous = _parallel.set_blas_threads(1)  # as with OPENBLAS_NUM_THREADS=1 or threadpoolctl
     try:
         assert _parallel.num_threads() == 1
         assert _parallel.blocks_for(ROWS) == 1
     finally:
-        _blas.set_threads(previous)
+        _parallel.set_blas_threads(previous)
     monkeypatch.setenv("NNFRAME_NUM_THREADS", "3")  # an explicit setting wins
     assert _parallel.blocks_for(ROWS) == 3
 
@@ -297,7 +295,7 @@ def _blas_state_in_child(queue):
 def test_a_child_forked_during_a_split_pass_gets_its_blas_threads_back():
     import multiprocessing
 
-    original = _blas.set_threads(3)  # a count the child can only get back by restoring it
+    original = _parallel.set_blas_threads(3)  # a count the child can only get back by restoring it
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     try:
@@ -309,7 +307,7 @@ def test_a_child_forked_during_a_split_pass_gets_its_blas_threads_back():
         child.join(timeout=10)
         assert blas_threads() == 3
     finally:
-        _blas.set_threads(original)
+        _parallel.set_blas_threads(original)
 
 
 @pytest.fixture
