@@ -19,6 +19,24 @@ from . import _parallel, ops
 from ._text import brief
 from .errors import InputError, NNFrameError
 
+# The dtypes of weights and arithmetic: every module that needs the list takes it from here.
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def dtype(value, name: str = "dtype") -> np.dtype:
+    """``value`` (a type such as ``np.float32``, a dtype or a name) as one of `DTYPES`."""
+    resolved = None
+    # Only names and types: np.dtype() reads a nested list as a record layout, which for a
+    # list sharing its sublists takes time exponential in its depth.
+    if isinstance(value, (str, type, np.dtype)):
+        try:
+            resolved = np.dtype(value)
+        except (TypeError, ValueError):
+            resolved = None
+    if resolved is None or resolved not in DTYPES:
+        raise InputError(f"{name} must be np.float32 or np.float64, got {brief(value)}.")
+    return resolved
+
 
 def positive_int(value, name: str, *, minimum: int = 1) -> int:
     """An int >= ``minimum``, of any size (callers that allocate by it bound it themselves;

@@ -17,8 +17,6 @@ from .optimizers import Gradients, Optimizer, OptimizerRun
 from .registry import check_contract, get_cost, get_optimizer
 from .training import Trainer, TrainingState, percent
 
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 def resolve_cost(spec) -> Cost:
     if isinstance(spec, str):
@@ -88,17 +86,7 @@ class NeuralNetwork:
         if specs[0] is not None:
             raise InputError(f"activation_function[0] is {brief(specs[0])}, but the first entry "
                              "belongs to the input layer, which has no activation; use None.")
-        resolved = None
-        # Only names and types: np.dtype() reads a nested list as a record layout, which for a
-        # list sharing its sublists takes time exponential in its depth.
-        if isinstance(dtype, (str, type, np.dtype)):
-            try:
-                resolved = np.dtype(dtype)
-            except (TypeError, ValueError):
-                resolved = None
-        if resolved is None or resolved not in DTYPES:
-            raise InputError(f"dtype must be np.float32 or np.float64, got {brief(dtype)}.")
-        self.dtype = resolved
+        self.dtype = _validation.dtype(dtype)
         activations: list[Activation | None] = [None]
         for i, spec in enumerate(specs[1:], start=1):
             if spec is None:

@@ -1,7 +1,9 @@
-"""The array maths of training and inference, in one small set of functions.
+"""The array kernels of training and inference that NumPy has no single call for.
 
-Everything the network does to arrays goes through here, so another array module with the
-NumPy API (CuPy, for example) could slot in by changing ``xp``.
+Products fused with their bias or their weight update (through `nnframe._blas`), sums as
+BLAS products, class ids and one-hot rows, a fast finiteness check, and the weight
+initialisation. The rest of the maths is plain NumPy in the network, the built-in plugins
+and the optimizers.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import numpy as np
 
 from . import _blas
 
-xp = np
 INFERENCE_CHUNK = 16384  # rows per forward pass in inference: bounds memory
 # Below this many weights the saved pass is worth less than the cost of the ctypes call
 # (128 x 10 at batch 256: 12.5 us through ctypes, 8.5 us in NumPy; 256 x 128: 71 vs 83 us).

@@ -45,7 +45,8 @@ from .errors import (
 
 FORMAT = "nnframe-model"
 FORMAT_VERSION = 1
-DTYPES = {"float32": "<f4", "float64": "<f8"}
+# Weights are stored little-endian, by dtype name.
+DTYPES = {dtype.name: dtype.newbyteorder("<").str for dtype in _validation.DTYPES}
 # The largest model file load reads (2 billion float32 weights); checked before reading.
 MAX_FILE_BYTES = 8 * 2**30
 
