@@ -487,17 +487,17 @@ def _missing(record: dict, kind: str, name: str, where: str,
 
 
 def _resolve(record, kind: str, where: str, trusted: bool):
-    from .registry import get_registry
+    from .registry import KINDS, get_registry
 
     if not isinstance(record, dict) or not isinstance(record.get("name"), str):
-        article = "an" if kind == "activation" else "a"
-        raise _bad(where, f"{article} {kind} entry is {brief(record)}, not a named record")
+        raise _bad(where, f"{KINDS[kind].article} {kind} entry is {brief(record)}, not a named "
+                          "record")
     name = record["name"]
     if len(name) > MAX_NAME_CHARS:
         raise _bad(where, f"the {kind} name {brief(name)} is {len(name):,} characters long; "
                           f"names have at most {MAX_NAME_CHARS}")
     embedded = record.get("embedded")
-    base = Activation if kind == "activation" else Cost
+    base = KINDS[kind].base
     if embedded is not None:
         if not trusted:
             raise UnsafeModelError(

@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,12 +51,34 @@ class Kind:
     base: type
     example: str
     registers_classes: bool = False
+    # For registered instances: a quick call on a (3, 4) float64 probe ``z`` returning
+    # ``(output that must have z's shape, what was called)``.
+    probe: Callable[[object, str, np.ndarray], tuple[object, str]] | None = None
+
+    @property
+    def article(self) -> str:
+        return "an" if self.name[0] in "aeiou" else "a"
+
+
+def _probe_activation(obj, cls: str, z: np.ndarray) -> tuple[object, str]:
+    return obj.forward(z.copy()), "forward(z)"
+
+
+def _probe_cost(obj, cls: str, z: np.ndarray) -> tuple[object, str]:
+    y = np.eye(z.shape[1])[np.arange(z.shape[0]) % z.shape[1]]
+    a = np.full(z.shape, 1.0 / z.shape[1])
+    loss = obj.loss(a, y)
+    if not np.isscalar(loss) and np.ndim(loss) != 0:
+        raise PluginContractError(
+            f"{cls}.loss(a, y) returned an array of shape {np.shape(loss)}; it must return "
+            "one float (the batch mean).")
+    return obj.gradient(a, y), "gradient(a, y)"
 
 
 # The one table of plugin kinds: a new kind is one row here and one hook in hookspecs.
 KINDS = {kind.name: kind for kind in (
-    Kind("activation", "register_activations", Activation, "relu"),
-    Kind("cost", "register_costs", Cost, "cross_entropy"),
+    Kind("activation", "register_activations", Activation, "relu", probe=_probe_activation),
+    Kind("cost", "register_costs", Cost, "cross_entropy", probe=_probe_cost),
     Kind("optimizer", "register_optimizers", Optimizer, "adam", registers_classes=True),
 )}
 PLUGINS_HINT = "Run `nnframe plugins` (or `python -m nnframe plugins`) to list installed plugins."
@@ -195,19 +218,7 @@ def check_contract(obj: object, kind: str) -> str:
     z = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
     try:
         with np.errstate(all="ignore"):
-            if kind == "activation":
-                out = obj.forward(z.copy())
-                what = "forward(z)"
-            else:
-                y = np.eye(4)[[0, 1, 2]]
-                a = np.full((3, 4), 0.25)
-                loss = obj.loss(a, y)
-                if not np.isscalar(loss) and np.ndim(loss) != 0:
-                    raise PluginContractError(
-                        f"{cls}.loss(a, y) returned an array of shape "
-                        f"{np.shape(loss)}; it must return one float (the batch mean).")
-                out = obj.gradient(a, y)
-                what = "gradient(a, y)"
+            out, what = KINDS[kind].probe(obj, cls, z)
     except PluginContractError:
         raise
     except Exception as exc:
