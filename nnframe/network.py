@@ -14,7 +14,7 @@ from .base import Activation, Cost
 from .errors import InputError, NNFrameError, PluginContractError
 from .layer import Layer, resolve_activation
 from .optimizers import Gradients, Optimizer, OptimizerRun
-from .registry import check_contract, get_cost, get_optimizer
+from .registry import checked_name, get_cost, get_optimizer
 from .training import Trainer, TrainingState, percent
 
 
@@ -268,12 +268,16 @@ class NeuralNetwork:
         if isinstance(optimizer, str):
             optimizer = get_optimizer(optimizer)
         elif isinstance(optimizer, Optimizer):
-            check_contract(type(optimizer), "optimizer")
+            checked_name(optimizer, type(optimizer).__name__, "adam")
             if "_hyperparameters" not in optimizer.__dict__:
                 raise PluginContractError(
                     f"optimizer {optimizer._label()}: __init__ did not call "
                     "super().__init__(**hyperparameters), so nothing would be saved with the "
                     "model")
+        elif isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+            raise InputError(f"optimizer is the class {optimizer.__name__}; pass an instance "
+                             f"(optimizer={optimizer.__name__}(...)) or a name such as "
+                             "'adam'.")
         else:
             raise InputError(f"optimizer must be a name such as 'adam' or an nnframe.Optimizer "
                              f"(from nnframe.get_optimizer('adam', beta1=0.9)), got "

@@ -214,7 +214,7 @@ def check_contract(obj: object, kind: str) -> str:
             f"{brief(obj)} is a {cls}, not a subclass instance of "
             f"nnframe.{base.__name__}; subclass nnframe.{base.__name__} and register an "
             "instance.")
-    name = _checked_name(obj, cls, KINDS[kind].example)
+    name = checked_name(obj, cls, KINDS[kind].example)
     z = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
     try:
         with np.errstate(all="ignore"):
@@ -242,7 +242,7 @@ def _check_class(obj: object, kind: Kind) -> str:
             f"{brief(obj)} is {what}, not a subclass of nnframe.{base}; register the class "
             f"itself (register({base}Subclass)): nnframe instantiates it with the user's "
             "hyperparameters.")
-    name = _checked_name(obj, obj.__name__, kind.example)
+    name = checked_name(obj, obj.__name__, kind.example)
     from .optimizers import create
 
     try:
@@ -255,7 +255,7 @@ def _check_class(obj: object, kind: Kind) -> str:
     return name
 
 
-def _checked_name(obj: object, label: str, example: str) -> str:
+def checked_name(obj: object, label: str, example: str) -> str:
     """``obj.name``, read once, if it is a snake_case string; a plain str whatever subclass
     the plugin used."""
     name = getattr(obj, "name", None)

@@ -147,12 +147,31 @@ def test_train_accepts_a_name_or_an_instance_and_keeps_it():
 
 @pytest.mark.parametrize("bad, message", [
     (3, "optimizer must be a name such as 'adam'"),
-    (nnframe.Optimizer, "optimizer must be a name"),
+    (nnframe.Optimizer, "optimizer is the class Optimizer; pass an instance"),
 ])
 def test_a_wrong_optimizer_argument_says_what_is_expected(bad, message):
     x, ids = data()
     with pytest.raises(InputError, match=message):
         network().train(16, x, ids, 1, 0.01, optimizer=bad)
+
+
+def test_an_optimizer_instance_with_a_bad_name_or_unrecorded_settings_is_refused():
+    x, ids = data()
+
+    class Unnamed(nnframe.Optimizer):
+        def update(self, param, grad, state, learning_rate, step):
+            param -= learning_rate * grad
+
+    class Unrecorded(Unnamed):
+        name = "unrecorded"
+
+        def __init__(self):
+            pass
+
+    with pytest.raises(nnframe.PluginContractError, match="name"):
+        network().train(16, x, ids, 1, 0.01, optimizer=Unnamed())
+    with pytest.raises(nnframe.PluginContractError, match="super"):
+        network().train(16, x, ids, 1, 0.01, optimizer=Unrecorded())
 
 
 def test_an_unknown_optimizer_name_lists_the_known_ones():
