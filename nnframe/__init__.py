@@ -30,12 +30,15 @@ from .registry import (
     get_activation,
     get_cost,
     get_optimizer,
+    get_schedule,
     list_activations,
     list_costs,
     list_optimizers,
+    list_schedules,
     plugin_failures,
     reload_plugins,
 )
+from .schedules import Schedule
 
 __version__ = "0.1.0"
 
@@ -57,6 +60,7 @@ __all__ = [
     "PluginLoadError",
     "PluginRuntimeError",
     "PluginWarning",
+    "Schedule",
     "TrainingDivergedError",
     "TrainingState",
     "UnknownNameError",
@@ -65,11 +69,13 @@ __all__ = [
     "get_activation",
     "get_cost",
     "get_optimizer",
+    "get_schedule",
     "hookimpl",
     "layer",
     "list_activations",
     "list_costs",
     "list_optimizers",
+    "list_schedules",
     "load",
     "neural_network",
     "plugin_failures",

@@ -63,7 +63,7 @@ def optimizer_fault(optimizer, exc: Exception, context: str, note: str = "",
     """Raise the error for an exception from an optimizer's code, naming its plugin."""
     raise PluginRuntimeError(
         f"{context}: the optimizer {optimizer._label()} ({provider_of(optimizer)}) raised "
-        f"{type(exc).__name__} in {method}: {brief(str(exc), 200)}.{note} Run "
+        f"{type(exc).__name__} in {method}: {str(exc)[:200]}.{note} Run "
         "`nnframe plugins --check` to test installed plugins.") from exc
 
 

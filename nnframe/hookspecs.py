@@ -20,6 +20,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Activation, Cost
     from .optimizers import Optimizer
+    from .schedules import Schedule
 
 hookspec = pluggy.HookspecMarker("nnframe")
 hookimpl = pluggy.HookimplMarker("nnframe")
@@ -53,4 +54,15 @@ def register_optimizers(register: Callable[[type[Optimizer]], None]) -> None:
     plugin provides: the class itself, not an instance, because nnframe instantiates it with
     the user's hyperparameters (``nnframe.get_optimizer("lion", beta1=0.95)``). The class's
     ``name`` attribute is the name users ask for. Return nothing.
+    """
+
+
+@hookspec
+def register_schedules(register: Callable[[type[Schedule]], None]) -> None:
+    """Register learning-rate schedules.
+
+    Call ``register(ScheduleClass)`` once for each ``nnframe.Schedule`` subclass that your
+    plugin provides: the class itself, which nnframe instantiates with the user's
+    hyperparameters (``nnframe.get_schedule("step", step_size=10)``). The class's ``name``
+    attribute is the name users ask for. Return nothing.
     """

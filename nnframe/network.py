@@ -14,7 +14,8 @@ from .base import Activation, Cost
 from .errors import InputError, NNFrameError, PluginContractError
 from .layer import Layer, resolve_activation
 from .optimizers import Gradients, Optimizer, OptimizerRun
-from .registry import checked_name, get_cost, get_optimizer
+from .registry import checked_name, get_cost, get_optimizer, get_schedule
+from .schedules import Schedule, ScheduleRun
 from .training import Trainer, TrainingState, percent
 
 
@@ -57,8 +58,9 @@ class NeuralNetwork:
         activation_function: The activation names per layer (`None` for the input layer).
         cost_function: The cost's name.
         dtype: The dtype of every weight, bias and output.
-        history: Per-epoch `loss` and `accuracy` (and `val_loss`, `val_accuracy`) of every
-            `train` call so far, completed epochs only.
+        history: Per-epoch `loss`, `accuracy` and `learning_rate` (and `val_loss`,
+            `val_accuracy`) of every `train` call so far, completed epochs only.
+        epochs: The number of epochs trained so far (saved with the model).
         learning_rate: The learning rate of the last `train` call, or `None`.
         error: What the last `calculate_error` returned, or `None`.
 
@@ -125,6 +127,9 @@ class NeuralNetwork:
         # when training continues without a new optimizer, and its record, saved again.
         self._saved_optimizer: tuple[NNFrameError, dict] | None = None
         self._shuffle: np.random.Generator | None = None
+        self.epochs = 0
+        self._schedule: ScheduleRun | None = None
+        self._saved_schedule: tuple[NNFrameError, dict] | None = None
 
     def _configure_output(self, output: Activation) -> None:
         """Choose, once, the cost this name means on the output and any fused delta."""
@@ -292,6 +297,42 @@ class NeuralNetwork:
         self._run, self._saved_optimizer = run, None
         return run
 
+    @property
+    def schedule(self) -> Schedule | None:
+        """The learning-rate schedule that [train][nnframe.NeuralNetwork.train] continues
+        with (saved with the network); `None` for the base rate on every epoch."""
+        return None if self._schedule is None else self._schedule.schedule
+
+    def _schedule_run(self, schedule, num_epochs: int) -> ScheduleRun | None:
+        """A fresh run for a ``schedule`` given (a name or an instance; the current instance
+        continues), else the current one (None: the base rate)."""
+        if schedule is None:
+            if self._schedule is None and self._saved_schedule is not None:
+                raise self._saved_schedule[0]  # the saved one cannot be rebuilt here
+            return self._schedule
+        if self._schedule is not None and schedule is self._schedule.schedule:
+            return self._schedule
+        if isinstance(schedule, str):
+            schedule = get_schedule(schedule)
+        elif isinstance(schedule, Schedule):
+            checked_name(schedule, type(schedule).__name__, "cosine")
+            if "_hyperparameters" not in schedule.__dict__:
+                raise PluginContractError(
+                    f"schedule {schedule._label()}: __init__ did not call "
+                    "super().__init__(**hyperparameters), so nothing would be saved with the "
+                    "model")
+        elif isinstance(schedule, type) and issubclass(schedule, Schedule):
+            raise InputError(f"schedule is the class {schedule.__name__}; pass an instance "
+                             f"(schedule={schedule.__name__}(...)) or a name such as "
+                             "'cosine'.")
+        else:
+            raise InputError(f"schedule must be a name such as 'cosine' or an nnframe.Schedule "
+                             f"(from nnframe.get_schedule('step', step_size=10)), got "
+                             f"{type(schedule).__name__} {brief(schedule)}.")
+        self._schedule = ScheduleRun(schedule, self.epochs, num_epochs)
+        self._saved_schedule = None
+        return self._schedule
+
     # -- the classic step-by-step API ------------------------------------------------------
     def forward_pass(self, inputs) -> np.ndarray:
         """Run `inputs` through the network, keeping every layer's activations.
@@ -417,8 +458,8 @@ class NeuralNetwork:
     # -- training --------------------------------------------------------------------------
     def train(self, batch_size: int, inputs, labels, num_epochs: int, learning_rate: float,
               filename: str | Path | None = None, *, optimizer: str | Optimizer | None = None,
-              seed: int | None = None, validation_data: tuple | None = None,
-              verbose: bool = False,
+              schedule: str | Schedule | None = None, seed: int | None = None,
+              validation_data: tuple | None = None, verbose: bool = False,
               callback: Callable[[TrainingState], None] | None = None) -> dict[str, list]:
         """Mini-batch training over every sample, every epoch.
 
@@ -448,6 +489,11 @@ class NeuralNetwork:
                 [get_optimizer][nnframe.get_optimizer]; it starts with a fresh state.
                 `None` (the default) continues the network's current optimizer, or plain
                 `"sgd"` for a network never trained.
+            schedule: The learning rate per epoch: a name such as `"cosine"` or a
+                [Schedule][nnframe.Schedule] from [get_schedule][nnframe.get_schedule],
+                started at this call (its epochs are this call's); `None` (the default)
+                continues the network's current schedule, or the base rate on every epoch
+                for a network that has none.
             seed: Seed of the shuffling (a non-negative int or a `numpy.random.Generator`);
                 `None` continues the network's shuffling generator (fresh entropy the first
                 time).
@@ -459,13 +505,14 @@ class NeuralNetwork:
 
         Returns:
             The history of this call: `loss` and `accuracy` per epoch (means over the epoch's
-                batches), plus `val_loss` and `val_accuracy` with `validation_data`. The same
-                values are appended to `history`.
+                batches) and the `learning_rate` used, plus `val_loss` and `val_accuracy`
+                with `validation_data`. The same values are appended to `history`.
 
         Raises:
             InputError: An argument has the wrong type, shape or value.
-            UnknownNameError: The optimizer name is not registered.
-            MissingPluginError: No `optimizer` was given and the saved one is not installed.
+            UnknownNameError: The optimizer or schedule name is not registered.
+            MissingPluginError: No `optimizer` (or `schedule`) was given and the saved one
+                is not installed.
             TrainingDivergedError: The loss or the weights became NaN or infinite.
             PluginRuntimeError: A plugin activation, cost or optimizer raised or broke its
                 contract.
@@ -495,11 +542,13 @@ class NeuralNetwork:
                                           self.dtype, name="validation labels")
             val = (validation_data[0], vx, vy, vids)
         run = self._optimizer_run(optimizer)
+        schedule_run = self._schedule_run(schedule, num_epochs)
         if seed is not None or self._shuffle is None:
             self._shuffle = np.random.default_rng(seed)
         self.learning_rate = learning_rate
         trainer = Trainer(self, run, batch_size=min(batch_size, len(x)), num_epochs=num_epochs,
-                          learning_rate=learning_rate, rng=self._shuffle, validation=val,
+                          learning_rate=learning_rate, rng=self._shuffle,
+                          schedule=schedule_run, validation=val,
                           callback=callback, verbose=verbose)
         history = trainer.fit(x, y, ids)
         if path is not None:

@@ -127,7 +127,24 @@ def to_payload(network) -> dict:
         "learning_rate": network.learning_rate,
         "optimizer": _optimizer_record(network),
         "shuffle": _generator_record(network._shuffle),
+        "epochs": network.epochs,
+        "schedule": _schedule_record(network),
     }
+
+
+def _schedule_record(network) -> dict | None:
+    """The schedule's name, provider and hyperparameters, and where it started."""
+    from .registry import provider_of
+
+    if network._schedule is None:
+        return None if network._saved_schedule is None else network._saved_schedule[1]
+    run = network._schedule
+    provider = provider_of(run.schedule)
+    return {"name": run.schedule.name,
+            "distribution": provider.distribution if provider else None,
+            "version": provider.version if provider else None,
+            "hyperparameters": run.schedule.hyperparameters,
+            "first_epoch": run.first_epoch, "num_epochs": run.num_epochs}
 
 
 def _state_array_record(array: np.ndarray) -> dict:
@@ -593,7 +610,52 @@ def from_payload(payload, where: str = "the model", *, trusted: bool = False):
     shuffle = payload.get("shuffle")
     if shuffle is not None:
         network._shuffle = _generator(shuffle, where)
+    epochs = payload.get("epochs", len(network.history.get("loss", [])))
+    if not _is_int(epochs) or not 0 <= epochs < _INT_LIMIT:
+        raise _bad(where, f"epochs is {brief(epochs)}")
+    network.epochs = epochs
+    record = payload.get("schedule")
+    if record is not None:
+        _restore_schedule(network, record, where)
     return network
+
+
+def _restore_schedule(network, record, where: str) -> None:
+    """As `_restore_optimizer`, for the learning-rate schedule."""
+    from .configurable import create
+    from .registry import get_registry
+    from .schedules import ScheduleRun
+
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+        raise _bad(where, f"the schedule entry is {brief(record)}, not a named record")
+    name, hyper = record["name"], record.get("hyperparameters")
+    if len(name) > MAX_NAME_CHARS:
+        raise _bad(where, f"the schedule name {brief(name)} is {len(name):,} characters long; "
+                          f"names have at most {MAX_NAME_CHARS}")
+    if not isinstance(hyper, dict) or not all(
+            isinstance(k, str) and isinstance(v, (bool, int, float, str))
+            for k, v in hyper.items()):
+        raise _bad(where, f"the schedule's hyperparameters are {brief(hyper)}")
+    first, count = record.get("first_epoch"), record.get("num_epochs")
+    if not (_is_int(first) and _is_int(count) and 0 <= first <= network.epochs
+            and 0 <= count < _INT_LIMIT):
+        raise _bad(where, f"the schedule starts at epoch {brief(first)} for {brief(count)} "
+                          f"epochs, but the model has trained {network.epochs}")
+    try:
+        schedule = create(get_registry().lookup("schedule", name).obj, hyper)
+    except UnknownNameError as exc:
+        then = ("continue training (it loads and predicts without it), or pass schedule= "
+                "to train to start a new one")
+        network._saved_schedule = (_missing(record, "schedule", name, where, exc, then),
+                                   record)
+        return
+    except Exception as exc:
+        network._saved_schedule = (ModelFileError(
+            f"{where} saved the schedule {brief(name)}, which cannot continue here: "
+            f"{_reason(exc)}. The model loads and predicts; pass schedule= to train to start "
+            "a new one."), record)
+        return
+    network._schedule = ScheduleRun(schedule, first, count)
 
 
 # State arrays: real numbers and flags, stored little-endian.

@@ -36,7 +36,7 @@ from .errors import PluginLoadError, PluginWarning
 
 ENTRY_POINT_GROUP = "nnframe"
 DEFAULT_PLUGINS = ("nnframe.builtins.activations", "nnframe.builtins.costs",
-                   "nnframe.builtins.optimizers")
+                   "nnframe.builtins.optimizers", "nnframe.builtins.schedules")
 STRICT_ENV = "NNFRAME_STRICT_PLUGINS"
 BUILTINS_ONLY_ENV = "NNFRAME_BUILTINS_ONLY"
 

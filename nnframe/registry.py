@@ -8,6 +8,7 @@ lookup or listing, never on ``import nnframe``.
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import re
 import threading
@@ -35,6 +36,7 @@ from .plugins import (
     _Failed,
     builtins_only,
 )
+from .schedules import Schedule
 
 # Always used with fullmatch: with match, "$" also matches before a trailing newline.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
@@ -51,6 +53,9 @@ class Kind:
     base: type
     example: str
     registers_classes: bool = False
+    # For registered classes: whether they must build with no hyperparameters (an optimizer
+    # is asked for by name alone; a schedule may need some, as step needs step_size).
+    builds_by_name: bool = True
     # For registered instances: a quick call on a (3, 4) float64 probe ``z`` returning
     # ``(output that must have z's shape, what was called)``.
     probe: Callable[[object, str, np.ndarray], tuple[object, str]] | None = None
@@ -80,6 +85,8 @@ KINDS = {kind.name: kind for kind in (
     Kind("activation", "register_activations", Activation, "relu", probe=_probe_activation),
     Kind("cost", "register_costs", Cost, "cross_entropy", probe=_probe_cost),
     Kind("optimizer", "register_optimizers", Optimizer, "adam", registers_classes=True),
+    Kind("schedule", "register_schedules", Schedule, "cosine", registers_classes=True,
+         builds_by_name=False),
 )}
 PLUGINS_HINT = "Run `nnframe plugins` (or `python -m nnframe plugins`) to list installed plugins."
 
@@ -243,10 +250,15 @@ def _check_class(obj: object, kind: Kind) -> str:
             f"itself (register({base}Subclass)): nnframe instantiates it with the user's "
             "hyperparameters.")
     name = checked_name(obj, obj.__name__, kind.example)
-    from .optimizers import create
+    from .configurable import accepted_hyperparameters, create
 
     try:
-        create(obj)  # its defaults must build: get_optimizer(name) uses them
+        accepted_hyperparameters(obj)  # a signature that can be read
+        required = [p for p in inspect.signature(obj).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                           p.KEYWORD_ONLY)]
+        if kind.builds_by_name or not required:
+            create(obj)  # its defaults must build: get_optimizer(name) uses them
     except PluginContractError:
         raise
     except Exception as exc:
@@ -448,3 +460,31 @@ def list_optimizers() -> list[str]:
         The registered optimizer names, sorted.
     """
     return sorted(get_registry().entries["optimizer"])
+
+
+def get_schedule(name: str, **hyperparameters) -> Schedule:
+    """A new instance of the learning-rate schedule registered as `name`.
+
+    Args:
+        name: A registered schedule name such as `"cosine"` (case-insensitive).
+        **hyperparameters: The schedule's hyperparameters (for example `step_size=10`).
+
+    Returns:
+        The schedule, for `train(..., schedule=...)`.
+
+    Raises:
+        UnknownNameError: No schedule has that name; the message lists those that exist.
+        InputError: A hyperparameter is unknown, missing or out of range.
+    """
+    from .configurable import create
+
+    return create(get_registry().lookup("schedule", name).obj, hyperparameters)
+
+
+def list_schedules() -> list[str]:
+    """Every usable learning-rate schedule.
+
+    Returns:
+        The registered schedule names, sorted.
+    """
+    return sorted(get_registry().entries["schedule"])

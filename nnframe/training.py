@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _diagnosis, ops
-from .errors import NNFrameError
+from ._text import brief
+from .errors import NNFrameError, PluginRuntimeError
 from .optimizers import Gradients, OptimizerRun
+from .schedules import ScheduleRun
 
 
 @dataclass
@@ -73,13 +75,15 @@ class Trainer:
         num_epochs: Epochs to run.
         learning_rate: The base learning rate.
         rng: The shuffling generator (the network's; it advances one permutation per epoch).
+        schedule: The network's learning-rate schedule, or None for the base rate throughout.
         validation: ``(inputs, targets, class ids)`` evaluated after every epoch, or None.
         callback: Called with a [TrainingState][nnframe.TrainingState], or None.
         verbose: Print one line per epoch to standard error.
     """
 
     def __init__(self, network, run: OptimizerRun, *, batch_size: int, num_epochs: int,
-                 learning_rate: float, rng: np.random.Generator, validation=None,
+                 learning_rate: float, rng: np.random.Generator,
+                 schedule: ScheduleRun | None = None, validation=None,
                  callback: Callable[[TrainingState], None] | None = None,
                  verbose: bool = False) -> None:
         self.network = network
@@ -88,15 +92,33 @@ class Trainer:
         self.num_epochs = num_epochs
         self.learning_rate = learning_rate
         self.rng = rng
+        self.schedule = schedule
         self.validation = validation
         self.callback = callback
         self.verbose = verbose
         self.stop_requested = False
 
     # -- the seams -------------------------------------------------------------------------
-    def epoch_learning_rate(self, epoch: int) -> float:
-        """The learning rate of ``epoch`` (from 1): the base rate on every epoch."""
-        return self.learning_rate
+    def epoch_learning_rate(self) -> float:
+        """The learning rate of the epoch about to run (the network's epoch
+        ``network.epochs``): the schedule's, or the base rate."""
+        if self.schedule is None:
+            return self.learning_rate
+        schedule = self.schedule.schedule
+        try:
+            rate = self.schedule.rate(self.learning_rate, self.network.epochs)
+            ok = isinstance(rate, (int, float, np.floating)) and not isinstance(rate, bool)
+            ok = ok and math.isfinite(rate) and rate >= 0
+        except Exception as exc:
+            raise PluginRuntimeError(
+                f"the schedule {schedule._label()} ({_diagnosis.provider_of(schedule)}) raised "
+                f"{type(exc).__name__} in rate: {str(exc)[:200]}.") from exc
+        if not ok:
+            raise PluginRuntimeError(
+                f"the schedule {schedule._label()} ({_diagnosis.provider_of(schedule)}) "
+                f"returned {brief(rate)} as the learning rate of epoch "
+                f"{self.network.epochs + 1}; it must return a finite number >= 0.")
+        return float(rate)
 
     def reduce_gradients(self, grads: Gradients) -> Gradients:
         """Between "gradients computed" and "update applied": the gradients to apply."""
@@ -125,7 +147,7 @@ class Trainer:
         this call (also appended to the network's)."""
         network = self.network
         self._num_batches = -(-len(x) // self.batch_size)
-        history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+        history: dict[str, list[float]] = {"loss": [], "accuracy": [], "learning_rate": []}
         if self.validation is not None:
             history.update(val_loss=[], val_accuracy=[])
         # Overflow is detected (the loss turns non-finite) and reported as one clear error
@@ -151,12 +173,14 @@ class Trainer:
         params = [p.copy() for p in self.network.parameters()]
         optimizer = self.run.snapshot()
         shuffle = self.rng.bit_generator.state
+        epochs = self.network.epochs
 
         def restore() -> None:
             for param, saved in zip(self.network.parameters(), params, strict=True):
                 param[...] = saved
             self.run.restore(optimizer)
             self.rng.bit_generator.state = shuffle
+            self.network.epochs = epochs
 
         return restore
 
@@ -164,7 +188,7 @@ class Trainer:
         network = self.network
         n = len(x)
         num_batches = self._num_batches
-        learning_rate = self.epoch_learning_rate(epoch)
+        learning_rate = self.epoch_learning_rate()
         total_loss = 0.0
         correct = 0
         batch, xb, yb = 0, x[:0], y[:0]
@@ -205,6 +229,8 @@ class Trainer:
                                 restore, "the weights became non-finite", x, order)
         history["loss"].append(total_loss / n)
         history["accuracy"].append(100.0 * correct / n)
+        history["learning_rate"].append(learning_rate)
+        network.epochs += 1
 
     def _end_epoch(self, epoch: int, history: dict[str, list[float]]) -> None:
         network = self.network
@@ -216,7 +242,8 @@ class Trainer:
         for key, values in history.items():  # the network's record stays in step
             network.history.setdefault(key, []).append(values[-1])
         if self.verbose:
-            line = " ".join(f"{k}={v[-1]:.2f}%" if "accuracy" in k else f"{k}={v[-1]:.4f}"
+            line = " ".join(f"{k}={v[-1]:.2f}%" if "accuracy" in k else f"{k}={v[-1]:.4g}"
+                            if k == "learning_rate" else f"{k}={v[-1]:.4f}"
                             for k, v in history.items())
             print(f"epoch {epoch}/{self.num_epochs} {line}", file=sys.stderr)
         if self.callback is not None:
@@ -224,7 +251,7 @@ class Trainer:
                                        self._num_batches, history["loss"][-1],
                                        history["accuracy"][-1], epoch_done=True,
                                        history=history,
-                                       learning_rate=self.epoch_learning_rate(epoch)))
+                                       learning_rate=history["learning_rate"][-1]))
 
     def _report(self, state: TrainingState) -> None:
         state._trainer = self

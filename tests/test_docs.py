@@ -82,7 +82,7 @@ def hooks():
 
 def test_there_are_hooks_to_document():
     assert {name for name, _ in hooks()} == {"register_activations", "register_costs",
-                                             "register_optimizers"}
+                                             "register_optimizers", "register_schedules"}
 
 
 @pytest.mark.parametrize("name, fn", hooks())

@@ -251,7 +251,7 @@ def test_history_and_validation_metrics():
     x, ids = blobs()
     net = NeuralNetwork(3, [2, 8, 3], [None, "relu", "softmax"], "cross_entropy", seed=0)
     history = net.train(16, x, ids, 3, 0.1, validation_data=(x[:30], ids[:30]))
-    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(history) == {"loss", "accuracy", "learning_rate", "val_loss", "val_accuracy"}
     assert all(len(v) == 3 for v in history.values())
     assert history["val_accuracy"][-1] == net.check_accuracy(None, x[:30], ids[:30])
     net.train(16, x, ids, 2, 0.1)

@@ -51,7 +51,7 @@ def test_a_callback_raising_leaves_the_start_of_the_epoch(epoch, batch, exc):
                                       stop_at(net, epoch, batch, exc, starts)(s)))
     assert info.value is exc  # the original exception, not a wrapper
     assert_weights(net, starts[epoch])
-    assert set(net.history) == ({"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(net.history) == ({"loss", "accuracy", "learning_rate", "val_loss", "val_accuracy"}
                                 if epoch > 1 else set())  # no keys for nothing completed
     assert all(len(v) == epoch - 1 for v in net.history.values())
     history = seen[-1]  # the dict train would have returned: in step too
@@ -68,7 +68,7 @@ def test_earlier_training_stays_in_the_history():
         net.train(BATCH, x, ids, 3, 0.5, validation_data=(x, ids),
                   callback=stop_at(net, 2, 2, KeyboardInterrupt(), starts))
     assert_weights(net, starts[2])
-    assert set(net.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(net.history) == {"loss", "accuracy", "learning_rate", "val_loss", "val_accuracy"}
     assert net.history["loss"][:2] == before["loss"] and len(net.history["loss"]) == 3
     assert len(net.history["val_loss"]) == 1
 
