@@ -402,6 +402,29 @@ def register_activations(register):
 '''
 
 
+BROKEN_OPTIMIZER = '''
+import numpy as np
+import nnframe
+
+class Bad(nnframe.Optimizer):
+    name = "bad_momentum"
+
+    def __init__(self, beta=0.9):
+        super().__init__(beta=beta)
+
+    def init_state(self, param):
+        return {"m": np.zeros_like(param)}
+
+    def update(self, param, grad, state, learning_rate, step):
+        grad *= learning_rate  # modifies the caller's gradient
+        param -= grad
+
+@nnframe.hookimpl
+def register_optimizers(register):
+    register(Bad)
+'''
+
+
 def _with_site(make_plugin):
     """PYTHONPATH for a child process: the throwaway plugin, then the code under test (a
     PYTHONPATH already set, such as a checkout's), not only the installed nnframe."""
@@ -439,6 +462,19 @@ def test_plugins_check_command(make_plugin):
     line = next(x for x in result.stdout.splitlines() if "bad_tanh" in x)
     assert "FAIL" in line and "backward_matches_finite_differences" in line
     assert "nnframe-badtanh" in line
+
+
+def test_plugins_check_command_runs_the_optimizer_checks(make_plugin):
+    make_plugin("nnframe-badmomentum", BROKEN_OPTIMIZER, version="0.3")
+    from test_cli import nnframe_cli
+
+    result = nnframe_cli("plugins", "--check", env={"PYTHONPATH": _with_site(make_plugin)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(x.startswith("ok   optimizer:adam ") for x in lines), result.stdout
+    line = next(x for x in lines if "optimizer:bad_momentum" in x)
+    assert line.startswith("FAIL") and "nnframe-badmomentum 0.3" in line
+    assert "grad_untouched: optimizer 'bad_momentum' (Bad): update modified grad" in line
 
 
 # -- optimizers ----------------------------------------------------------------------------
