@@ -356,7 +356,8 @@ def _cmd_data(args) -> int:
 
 
 def _check_plugins() -> int:
-    """Run the conformance kit over every installed plugin: one line per object."""
+    """Run the conformance kit over every installed plugin: one line per activation, cost
+    and optimizer, with every failed check under it."""
     from .testing import conformance_cases
 
     results: dict[str, tuple[str, list[str]]] = {}
@@ -368,7 +369,8 @@ def _check_plugins() -> int:
             check = case.check.name if case.check else "loads"
             failures.append(f"{check}: {exc}")
     failed = 0
-    # Every label names its kind ("activation:gelu", "cost:huber"); columns fit the longest.
+    # Every label names its kind ("activation:gelu", "cost:huber", "optimizer:lion"); columns
+    # fit the longest.
     labels = {label: label if ":" in label else f"activation:{label}" for label in results}
     width = max((len(v) for v in labels.values()), default=0)
     pwidth = max((len(provider) for provider, _ in results.values()), default=0)

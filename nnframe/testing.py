@@ -1,12 +1,14 @@
 """The plugin conformance kit.
 
-``check_activation(obj)`` and ``check_cost(obj)`` run every contract check and raise
-``AssertionError`` with a precise message at the first failure. Among them, ``stateless``
-fails any call that leaves something on the object (an attribute set, replaced or changed in
-place, on the instance, in its ``__slots__`` or on its class), and calls interleaved over
-batches of different shapes that do not give the serial results. Each check is also
-available on its own (``ACTIVATION_CHECKS``, ``COST_CHECKS``), which is how the pytest plugin
-reports every check as its own test item::
+``check_activation(obj)``, ``check_cost(obj)`` and ``check_optimizer(cls)`` run every
+contract check and raise ``AssertionError`` with a precise message at the first failure.
+Among them, ``stateless`` fails any call that leaves something on the object (an attribute
+set, replaced or changed in place, on the instance, in its ``__slots__`` or on its class),
+and calls interleaved over batches of different shapes that do not give the serial
+results; for optimizers, ``state_per_parameter`` does the same with the per-parameter
+state, and ``save_and_load`` resumes a run from its saved record. Each check is also
+available on its own (``ACTIVATION_CHECKS``, ``COST_CHECKS``, ``OPTIMIZER_CHECKS``), which
+is how the pytest plugin reports every check as its own test item::
 
     # tests/test_conformance.py of a plugin package: the whole file
     from nnframe.testing import conformance_test
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import threading
 import types
 import warnings
@@ -29,6 +32,7 @@ import numpy as np
 from ._text import brief
 from .base import Activation, Cost
 from .errors import PluginContractError
+from .optimizers import Gradients, Optimizer
 from .registry import check_contract
 
 DTYPES = (np.float32, np.float64)
@@ -41,7 +45,7 @@ class Check:
     """One contract check: ``run(obj)`` raises AssertionError when ``obj`` fails it."""
 
     name: str
-    kind: str  # "activation" or "cost"
+    kind: str  # "activation", "cost" or "optimizer"
     run: Callable[[object], None]
     description: str
 
@@ -632,7 +636,489 @@ COST_CHECKS: tuple[Check, ...] = (
 )
 
 
+# -- optimizer checks ----------------------------------------------------------------------
+# An optimizer plugin registers a class; each check builds it as nnframe does, with
+# `nnframe.optimizers.create` and the class's default hyperparameters, and drives
+# `init_state` and `update` as training does: one state per parameter, steps counted from 1.
+OPTIMIZER_SHAPES = ((5, 3), (1, 3))  # a weight matrix and a bias row
+DESCENT_STEPS = 300
+DESCENT_RATES = (0.1, 0.01, 1.0, 0.001)  # tried in turn: plain, adaptive and sign rules
+DESCENT_FACTOR = 10.0  # the loss must fall at least this many times
+
+
+def _label(cls: object) -> str:
+    name = getattr(cls, "name", None)
+    kind = cls.__name__ if isinstance(cls, type) else type(cls).__name__
+    return f"optimizer {brief(name)} ({kind})"
+
+
+def _ofail(cls: object, message: str) -> AssertionError:
+    return AssertionError(f"{_label(cls)}: {message}")
+
+
+def _build(cls, hyperparameters=None) -> Optimizer:
+    from .optimizers import create
+
+    try:
+        return create(cls, hyperparameters)
+    except Exception as exc:
+        settings = (f"the hyperparameters {brief(hyperparameters)}" if hyperparameters
+                    else "its default hyperparameters")
+        raise _ofail(cls, f"cannot be built with {settings} by nnframe.optimizers.create "
+                          f"({type(exc).__name__}: {exc}); nnframe builds it that way for "
+                          "get_optimizer(name) and when it loads a saved model") from exc
+
+
+def _ocall(cls, what: str, fn, *args):
+    """``fn(*args)`` under strict numerics; any failure names the optimizer and the call."""
+    try:
+        with _strict_numerics():
+            return fn(*args)
+    except (FloatingPointError, RuntimeWarning) as exc:
+        raise _ofail(cls, f"{what} is numerically unsafe: {exc}") from exc
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise _ofail(cls, f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _rate(step: int) -> float:
+    """The learning rate of a step (from 1): it changes, so every step must use its own."""
+    return 0.01 * (1 + 0.25 * (step % 4))
+
+
+def _problem(seed: int, dtype=np.float64, steps: int = 6, shapes=OPTIMIZER_SHAPES):
+    """Parameters and, per step, one non-zero gradient per parameter."""
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    grads = [[rng.standard_normal(shape).astype(dtype) for shape in shapes]
+             for _ in range(steps)]
+    return params, grads
+
+
+def _init_states(cls, optimizer, params: list[np.ndarray]) -> list[dict]:
+    states = []
+    for i, param in enumerate(params):
+        state = _ocall(cls, f"init_state(parameter {i})", optimizer.init_state, param)
+        if not isinstance(state, dict) or not all(
+                isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state.items()):
+            raise _ofail(cls, f"init_state returned {brief(state)}; it must return a dict of "
+                              "NumPy arrays with string keys ({} for a rule without state), "
+                              "such as {'m': np.zeros_like(param)}")
+        states.append(state)
+    return states
+
+
+def _drive(cls, optimizer, params, grads, states, first_step: int = 1, note: str = "") -> None:
+    """One ``update`` per parameter per step, as training does."""
+    for k, row in enumerate(grads):
+        step = first_step + k
+        for i, (param, grad, state) in enumerate(zip(params, row, states, strict=True)):
+            result = _ocall(cls, f"update(parameter {i}, step {step}){note}", optimizer.update,
+                            param, grad, state, _rate(step), step)
+            if result is not None:
+                raise _ofail(cls, f"update returned {brief(result)}; it must change param and "
+                                  "the state arrays in place and return None (nnframe ignores "
+                                  "what it returns)")
+
+
+def _run_fresh(cls, seed: int, dtype=np.float64, optimizer=None):
+    """A run from scratch on `_problem(seed)`: the final parameters and states."""
+    optimizer = optimizer if optimizer is not None else _build(cls)
+    params, grads = _problem(seed, dtype)
+    states = _init_states(cls, optimizer, params)
+    _drive(cls, optimizer, params, grads, states)
+    return params, states
+
+
+def _max_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max((float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)), initial=0.0))
+                for x, y in zip(a, b, strict=True)), default=0.0)
+
+
+def _same_run(first, second) -> str | None:
+    """None if two runs ended with identical parameters and states, else what differs."""
+    (params1, states1), (params2, states2) = first, second
+    if not all(np.array_equal(x, y, equal_nan=True)
+               for x, y in zip(params1, params2, strict=True)):
+        return f"parameters (max difference {_max_difference(params1, params2):.3g})"
+    for i, (s1, s2) in enumerate(zip(states1, states2, strict=True)):
+        if s1.keys() != s2.keys():
+            return f"state keys of parameter {i} ({sorted(s1)} and {sorted(s2)})"
+        for key in s1:
+            if not (s1[key].shape == s2[key].shape and s1[key].dtype == s2[key].dtype
+                    and np.array_equal(s1[key], s2[key], equal_nan=True)):
+                return f"state[{key!r}] of parameter {i}"
+    return None
+
+
+def _shared(arrays: dict[str, np.ndarray]) -> tuple[str, str] | None:
+    """The first two labelled arrays that share memory."""
+    items = list(arrays.items())
+    for n, (label, array) in enumerate(items):
+        for other, second in items[n + 1:]:
+            if np.shares_memory(array, second):
+                return label, other
+    return None
+
+
+def _check_memory(cls, params, grads, states, when: str) -> None:
+    labelled: dict[str, np.ndarray] = {}
+    for i, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
+        labelled[f"parameter {i}"] = param
+        labelled[f"the gradient of parameter {i}"] = grad
+        labelled.update((f"state[{key!r}] of parameter {i}", value)
+                        for key, value in state.items())
+    pair = _shared(labelled)
+    if pair is not None:
+        raise _ofail(cls, f"{pair[0]} and {pair[1]} share memory {when}; each parameter needs "
+                          "its own state arrays, new ones from every init_state call "
+                          "(np.zeros_like(param)), never the parameter, the gradient, a "
+                          "module-level array or one kept on self")
+
+
+def _optimizer_contract(cls) -> None:
+    try:
+        check_contract(cls, "optimizer")
+    except PluginContractError as exc:
+        message = str(exc)
+        said = f"optimizer {brief(getattr(cls, 'name', None))}: "
+        raise _ofail(cls, message.removeprefix(said)) from exc
+    optimizer = _build(cls)
+    hyper = optimizer.hyperparameters
+    if not isinstance(hyper, dict) or not all(
+            isinstance(k, str) and type(v) in (bool, int, float, str) for k, v in hyper.items()):
+        raise _ofail(cls, f"its hyperparameters are {brief(hyper)}; record plain bool, int, "
+                          "float or str values with super().__init__(**hyperparameters)")
+    again = _build(cls, hyper).hyperparameters
+    if again != hyper:
+        raise _ofail(cls, f"built again with its recorded hyperparameters {brief(hyper)} it "
+                          f"records {brief(again)}; pass each value on to super().__init__ "
+                          "unchanged, or a loaded model gets different settings")
+
+
+def _optimizer_init_state(cls) -> None:
+    optimizer = _build(cls)
+    for dtype in DTYPES:
+        params, _ = _problem(1, dtype, steps=0)
+        before = [p.copy() for p in params]
+        states = _init_states(cls, optimizer, params)
+        for i, (param, old, state) in enumerate(zip(params, before, states, strict=True)):
+            if not np.array_equal(param, old):
+                raise _ofail(cls, f"init_state modified parameter {i}; it must only read it")
+            labelled = {"the parameter": param,
+                        **{f"state[{key!r}]": value for key, value in state.items()}}
+            pair = _shared(labelled)
+            if pair is not None:
+                raise _ofail(cls, f"init_state returned arrays that share memory ({pair[0]} "
+                                  f"and {pair[1]}, {dtype.__name__}); return a new array for "
+                                  "every key (np.zeros_like(param)), never param itself")
+
+
+def _optimizer_in_place(cls) -> None:
+    optimizer = _build(cls)
+    params, grads = _problem(2, steps=3)
+    originals = list(params)
+    before = [p.copy() for p in params]
+    states = _init_states(cls, optimizer, params)
+    arrays = [dict(state) for state in states]
+    _drive(cls, optimizer, params, grads, states)
+    for i, (param, original, old) in enumerate(zip(params, originals, before, strict=True)):
+        if param is not original or np.array_equal(param, old):
+            raise _ofail(cls, f"3 updates with non-zero gradients left parameter {i} "
+                              "unchanged; update must change param in place (param -= step, "
+                              "or np.subtract(param, step, out=param)): `param = param - step` "
+                              "only rebinds a local name")
+    for i, (state, made) in enumerate(zip(states, arrays, strict=True)):
+        if state.keys() != made.keys():
+            raise _ofail(cls, f"update changed the keys of the state of parameter {i} from "
+                              f"{sorted(made)} to {sorted(state)}; init_state must make every "
+                              "array (a saved model restores what init_state makes)")
+        for key, array in made.items():
+            if state[key] is not array:
+                raise _ofail(cls, f"update replaced state[{key!r}] of parameter {i} with a new "
+                                  "array; update the array init_state made in place "
+                                  "(m *= beta; m += ..., or out=m)")
+
+
+def _optimizer_grad_untouched(cls) -> None:
+    optimizer = _build(cls)
+    params, grads = _problem(3, steps=3)
+    kept = [[g.copy() for g in row] for row in grads]
+    states = _init_states(cls, optimizer, params)
+    _drive(cls, optimizer, params, grads, states)
+    for k, (row, copies) in enumerate(zip(grads, kept, strict=True)):
+        for i, (grad, copy_) in enumerate(zip(row, copies, strict=True)):
+            if not np.array_equal(grad, copy_):
+                raise _ofail(cls, f"update modified grad (parameter {i}, step {k + 1}); it must "
+                                  "only read it: compute into a new or scratch array, never "
+                                  "into grad (no `grad *= ...`, no out=grad)")
+    # Modifying grad and putting it back is caught on read-only gradients.
+    optimizer = _build(cls)
+    params, grads = _problem(3, steps=3)
+    for row in grads:
+        for grad in row:
+            grad.flags.writeable = False
+    states = _init_states(cls, optimizer, params)
+    try:
+        with _strict_numerics():
+            _drive(cls, optimizer, params, grads, states)
+    except AssertionError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValueError) and "read-only" in str(cause):
+            raise _ofail(cls, f"update writes into grad (on a read-only gradient it raised "
+                              f"ValueError: {cause}); it must only read it") from cause
+        raise
+
+
+def _optimizer_state_per_parameter(cls) -> None:
+    """Two parameters of one shape and one of another, updated in turn by one instance, must
+    each end where an update of that parameter alone on a fresh instance ends; around every
+    call nothing on the instance or its class may change."""
+    shapes = (OPTIMIZER_SHAPES[0], OPTIMIZER_SHAPES[0], OPTIMIZER_SHAPES[1])
+    params, grads = _problem(4, shapes=shapes)
+    expected = []
+    for i in range(len(shapes)):
+        alone, fresh = [params[i].copy()], _build(cls)
+        state = _init_states(cls, fresh, alone)
+        _drive(cls, fresh, alone, [[row[i]] for row in grads], state)
+        expected.append(alone[0])
+    optimizer = _build(cls)
+    advice = ("keep per-parameter data in the state that init_state returns, never on self "
+              "or the class: one optimizer instance serves every parameter of a network")
+    states = []
+    for i, param in enumerate(params):
+        before = _state(optimizer)
+        states += _init_states(cls, optimizer, [param])
+        change = _state_change(before, _state(optimizer))
+        if change is not None:
+            raise _ofail(cls, f"init_state(parameter {i}) {change}; {advice}")
+    _check_memory(cls, params, grads[0], states, "after init_state")
+    for k, row in enumerate(grads):
+        for i, (param, grad, state) in enumerate(zip(params, row, states, strict=True)):
+            before = _state(optimizer)
+            _drive(cls, optimizer, [param], [[grad]], [state], first_step=k + 1)
+            change = _state_change(before, _state(optimizer))
+            if change is not None:
+                raise _ofail(cls, f"update(parameter {i}, step {k + 1}) {change}; {advice}")
+    _check_memory(cls, params, grads[-1], states, "after the updates")
+    for i, (param, want) in enumerate(zip(params, expected, strict=True)):
+        if not np.allclose(param, want, rtol=1e-10, atol=1e-12):
+            raise _ofail(cls, f"parameter {i} ends elsewhere when one instance updates three "
+                              "parameters in turn (two of shape "
+                              f"{shapes[0]}, one of {shapes[2]}) than when it is updated alone "
+                              f"(max difference {_max_difference([param], [want]):.3g}), so "
+                              f"the parameters share state, perhaps outside the object; "
+                              f"{advice}")
+    # A network trained again, or a second network, may get the same instance afresh.
+    differs = _same_run(_run_fresh(cls, 6), _run_fresh(cls, 6, optimizer=optimizer))
+    if differs is not None:
+        raise _ofail(cls, f"the same instance, run again from fresh states after these "
+                          f"updates, ends with different {differs} from a new instance, so "
+                          f"it keeps something between runs; {advice}")
+
+
+def _quadratic(seed: int):
+    """f(p) = 0.5 * sum(a * (p - c)**2) over two parameters: curvatures a in [0.5, 2], the
+    start 0.5 to 1.5 away from the minimum c in every coordinate."""
+    rng = np.random.default_rng(seed)
+    curvature = [rng.uniform(0.5, 2.0, shape) for shape in OPTIMIZER_SHAPES]
+    centre = [rng.standard_normal(shape) for shape in OPTIMIZER_SHAPES]
+    start = [c + rng.choice([-1.0, 1.0], c.shape) * rng.uniform(0.5, 1.5, c.shape)
+             for c in centre]
+    return curvature, centre, start
+
+
+def _descend(cls, learning_rate: float) -> tuple[float, float]:
+    """The loss before and after `DESCENT_STEPS` steps at ``learning_rate`` (a tenth of it
+    for the last third, so rules that circle the minimum settle); inf if it diverged."""
+    curvature, centre, start = _quadratic(5)
+
+    def loss(params):
+        return float(sum(0.5 * np.sum(a * (p - c) ** 2)
+                         for a, c, p in zip(curvature, centre, params, strict=True)))
+
+    optimizer = _build(cls)
+    params = [p.copy() for p in start]
+    states = _init_states(cls, optimizer, params)
+    initial = loss(params)
+    for step in range(1, DESCENT_STEPS + 1):
+        rate = learning_rate if step <= 2 * DESCENT_STEPS // 3 else learning_rate / 10
+        for i, (param, a, c, state) in enumerate(zip(params, curvature, centre, states,
+                                                     strict=True)):
+            grad = a * (param - c)
+            try:
+                with _strict_numerics():
+                    optimizer.update(param, grad, state, rate, step)
+            except (FloatingPointError, RuntimeWarning):
+                return initial, float("inf")  # diverged at this rate: another may work
+            except Exception as exc:
+                raise _ofail(cls, f"update(parameter {i}, step {step}) raised "
+                                  f"{type(exc).__name__}: {exc} on a convex quadratic") from exc
+        if not all(np.all(np.isfinite(p)) for p in params):
+            return initial, float("inf")
+    return initial, loss(params)
+
+
+def _optimizer_descends(cls) -> None:
+    tried = []
+    for learning_rate in DESCENT_RATES:
+        initial, final = _descend(cls, learning_rate)
+        if final * DESCENT_FACTOR <= initial:
+            return
+        tried.append((learning_rate, final))
+    shown = ", ".join(f"{final:.4g} at learning rate {rate:g}" for rate, final in tried)
+    uphill = all(final > initial for _, final in tried)
+    hint = ("; it goes uphill: subtract the step (param -= learning_rate * ...), the "
+            "gradient points up the slope" if uphill else "")
+    raise _ofail(cls, f"does not descend on a convex quadratic f(p) = 0.5 * sum(a * (p - c)**2) "
+                      f"(gradient a * (p - c), a in [0.5, 2]): from loss {initial:.4g}, "
+                      f"{DESCENT_STEPS} steps end at {shown} (a tenth of the rate for the last "
+                      f"third); at one of these rates the loss must fall at least "
+                      f"{DESCENT_FACTOR:g}-fold{hint}")
+
+
+def _optimizer_deterministic(cls) -> None:
+    first = _run_fresh(cls, 6)
+    differs = _same_run(first, _run_fresh(cls, 6))
+    if differs is not None:
+        raise _ofail(cls, f"is not deterministic: two fresh instances, given the same "
+                          f"parameters and gradients, end with different {differs}; an update "
+                          "must depend only on param, grad, state, learning_rate, step and the "
+                          "hyperparameters (no random numbers, nothing kept between runs on "
+                          "the class or at module level)")
+
+
+def _optimizer_keeps_dtype(cls) -> None:
+    for dtype in DTYPES:
+        optimizer = _build(cls)
+        params, grads = _problem(7, dtype, steps=3)
+        states = _init_states(cls, optimizer, params)
+        made = [{k: v.dtype for k, v in state.items()} for state in states]
+        _drive(cls, optimizer, params, grads, states)
+        for i, (param, state, first) in enumerate(zip(params, states, made, strict=True)):
+            if param.dtype != dtype:
+                raise _ofail(cls, f"parameter {i} became {param.dtype} for {dtype.__name__}")
+            if not np.all(np.isfinite(param)):
+                raise _ofail(cls, f"update gave non-finite values to a {dtype.__name__} "
+                                  f"parameter {i}")
+            for key, array in state.items():
+                if np.issubdtype(array.dtype, np.floating) and array.dtype != dtype:
+                    when = ("init_state made" if first.get(key) == array.dtype
+                            else "after the updates")
+                    raise _ofail(cls, f"{when} state[{key!r}] of dtype {array.dtype} for a "
+                                      f"{dtype.__name__} parameter; keep the parameter's dtype "
+                                      "(np.zeros_like(param), not np.zeros(param.shape), "
+                                      "which is float64), or float32 training doubles the "
+                                      "optimizer's memory and time")
+
+
+def _optimizer_zero_gradient(cls) -> None:
+    for dtype in DTYPES:
+        optimizer = _build(cls)
+        params, grads = _problem(8, dtype, steps=4)
+        for row in grads[:2]:
+            for grad in row:
+                grad[...] = 0  # a parameter nothing depended on yet (a dead unit)
+        for row in grads[2:]:
+            for grad in row:
+                grad[0] = 0
+        states = _init_states(cls, optimizer, params)
+        _drive(cls, optimizer, params, grads, states,
+               note=f" where gradients are zero ({dtype.__name__})")
+        if not all(np.all(np.isfinite(p)) for p in params):
+            raise _ofail(cls, f"zero gradients give non-finite parameters ({dtype.__name__}); "
+                              "guard divisions (add eps)")
+
+
+def _optimizer_save_and_load(cls) -> None:
+    """k steps, the record through pickle and the plain loader, m more steps == k + m
+    steps without stopping, for hyperparameters other than the defaults where the class
+    accepts them (numbers nudged by 10%)."""
+    from . import persistence
+    from .optimizers import OptimizerRun
+
+    defaults = _build(cls).hyperparameters
+    hyper = {k: v * 0.9 if type(v) is float and v != 0 else v for k, v in defaults.items()}
+    try:
+        _build(cls, hyper)
+    except AssertionError:
+        hyper = defaults
+    for dtype in DTYPES:
+        params, grads = _problem(9, dtype, steps=7)
+        stopped = [p.copy() for p in params]
+
+        def apply(run, params, rows, first):
+            for k, row in enumerate(rows):
+                _ocall(cls, f"update (step {first + k})", run.apply, params,
+                       Gradients(arrays=row), _rate(first + k))
+
+        whole = _ocall(cls, "OptimizerRun (init_state)", OptimizerRun, _build(cls, hyper),
+                       params)
+        apply(whole, params, grads, 1)
+        run = _ocall(cls, "OptimizerRun (init_state)", OptimizerRun, _build(cls, hyper),
+                     stopped)
+        apply(run, stopped, grads[:3], 1)
+        record = _ocall(cls, "nnframe.persistence.optimizer_record", persistence.optimizer_record,
+                        run)
+        where = f"the record of {_label(cls)}"
+        try:
+            data = dill.dumps(record, protocol=4)
+            persistence._scan(data, where)
+            record = persistence._PlainUnpickler(io.BytesIO(data)).load()
+            stopped = [p.copy() for p in stopped]  # a loaded model has new arrays
+            resumed = persistence.optimizer_from_record(record, stopped, cls=cls, where=where)
+        except Exception as exc:
+            raise _ofail(cls, f"its state does not survive a save and load "
+                              f"({type(exc).__name__}: {exc})") from exc
+        if resumed.optimizer.hyperparameters != hyper:
+            raise _ofail(cls, f"its hyperparameters {brief(hyper)} come back from a save and "
+                              f"load as {brief(resumed.optimizer.hyperparameters)}")
+        apply(resumed, stopped, grads[3:], 4)
+        differs = _same_run((params, whole.states), (stopped, resumed.states))
+        if differs is not None:
+            raise _ofail(cls, f"3 steps, a save and load, then 4 more steps end with different "
+                              f"{differs} from 7 steps without stopping ({dtype.__name__}); "
+                              "keep everything an update needs in the state arrays from "
+                              "init_state and the hyperparameters (they are what a model file "
+                              "holds), nothing on self")
+
+
+OPTIMIZER_CHECKS: tuple[Check, ...] = (
+    Check("contract", "optimizer", _optimizer_contract,
+          "an nnframe.Optimizer subclass with a lowercase snake_case name that "
+          "nnframe.optimizers.create builds with its defaults, recording plain hyperparameters "
+          "that build it again unchanged"),
+    Check("init_state", "optimizer", _optimizer_init_state,
+          "init_state returns a dict of new NumPy arrays with string keys and leaves the "
+          "parameter alone"),
+    Check("updates_in_place", "optimizer", _optimizer_in_place,
+          "update changes the parameter and the state arrays in place and returns None"),
+    Check("grad_untouched", "optimizer", _optimizer_grad_untouched,
+          "update never modifies grad (also checked on read-only gradients)"),
+    Check("deterministic", "optimizer", _optimizer_deterministic,
+          "two fresh instances given the same parameters and gradients end identically"),
+    Check("state_per_parameter", "optimizer", _optimizer_state_per_parameter,
+          "every parameter has its own state: no arrays shared between parameters, nothing "
+          "kept on the instance or class, parameters updated in turn end as each alone, and "
+          "the instance run again from fresh states ends as a new one does"),
+    Check("keeps_dtype", "optimizer", _optimizer_keeps_dtype,
+          "float32 parameters keep float32 state (float64 works too)"),
+    Check("finite_on_zero_gradient", "optimizer", _optimizer_zero_gradient,
+          "zero gradients give finite parameters with no numerical warnings"),
+    Check("descends", "optimizer", _optimizer_descends,
+          f"{DESCENT_STEPS} steps on a convex quadratic cut the loss at least "
+          f"{DESCENT_FACTOR:g}-fold at one of the learning rates "
+          f"{', '.join(f'{r:g}' for r in DESCENT_RATES)}"),
+    Check("save_and_load", "optimizer", _optimizer_save_and_load,
+          "state and hyperparameters survive optimizer_record, pickling, the plain loader and "
+          "optimizer_from_record: k steps, save, load, m steps equal k + m steps"),
+)
+
+
 def checks_for(obj: object) -> tuple[Check, ...]:
+    if isinstance(obj, type) and issubclass(obj, Optimizer):
+        return OPTIMIZER_CHECKS
     return COST_CHECKS if isinstance(obj, Cost) else ACTIVATION_CHECKS
 
 
@@ -669,12 +1155,30 @@ def check_cost(obj: Cost, *, activations: Iterable[Activation] | None = None) ->
             check.run(obj)
 
 
+def check_optimizer(cls: type[Optimizer]) -> None:
+    """Run every optimizer check of the conformance kit on the class `cls`.
+
+    Each check builds the class as nnframe does (`nnframe.optimizers.create` with its default
+    hyperparameters) and drives `init_state` and `update` as training does.
+
+    Args:
+        cls: The registered [Optimizer][nnframe.Optimizer] subclass (the class, not an
+            instance).
+
+    Raises:
+        AssertionError: At the first failed check, with a message naming the optimizer and
+            what it did.
+    """
+    for check in OPTIMIZER_CHECKS:
+        check.run(cls)
+
+
 # -- running the kit over installed plugins -------------------------------------------------
 @dataclass(frozen=True)
 class ConformanceCase:
     """One check of one registered object (or a plugin's load failure, ``check=None``)."""
 
-    label: str  # "gelu" or "cost:huber"
+    label: str  # "gelu", "cost:huber" or "optimizer:lion"
     check: Check | None
     obj: object = None
     failure: str | None = None
@@ -714,12 +1218,12 @@ def conformance_cases(plugin: str | None = None) -> list[ConformanceCase]:
     registry = get_registry()
     cases: list[ConformanceCase] = []
     found = False
-    for kind in ("activation", "cost"):
+    for kind in ("activation", "cost", "optimizer"):
         for name, entry in sorted(registry.entries[kind].items()):
             if plugin is not None and not _matches(entry.provider, plugin):
                 continue
             found = True
-            label = name if kind == "activation" else f"cost:{name}"
+            label = name if kind == "activation" else f"{kind}:{name}"
             who = f"{entry.provider.distribution} {entry.provider.version}"
             cases += [ConformanceCase(label, check, entry.obj, provider=who)
                       for check in checks_for(entry.obj)]

@@ -152,8 +152,10 @@ def test_plugins_check_labels_name_their_kind_in_aligned_columns():
     lines = [line for line in result.stdout.splitlines() if line.startswith(("ok ", "FAIL "))]
     assert len(lines) > 5
     labels = [line.split()[1] for line in lines]
-    assert all(label.split(":")[0] in ("activation", "cost") for label in labels), labels
+    assert all(label.split(":")[0] in ("activation", "cost", "optimizer")
+               for label in labels), labels
     assert any(label.startswith("cost:") for label in labels)
+    assert {"optimizer:adam", "optimizer:sgd"} <= set(labels)
     # where the label and the provider columns start, on every line
     starts = {(m.start(2), m.start(3))
               for m in (re.match(r"(ok  |FAIL) (\S+) +(\S)", line) for line in lines)}

@@ -30,9 +30,21 @@ def register_optimizers(register):
     register(Lion)
 """
 
+# The issue's plugin under a name of its own: nnframe-extras, installed with the tests,
+# registers the real "lion", and two plugins claiming one name make it unusable.
+THROWAWAY_LION = LION.replace('name = "lion"', 'name = "throwaway_lion"')
+
 
 def test_builtins_are_listed_and_built_by_name():
-    assert nnframe.list_optimizers() == ["adagrad", "adam", "adamw", "rmsprop", "sgd"]
+    from nnframe.registry import get_registry
+
+    names = nnframe.list_optimizers()
+    assert names == sorted(names)
+    assert {"adagrad", "adam", "adamw", "rmsprop", "sgd"} <= set(names)
+    providers = {name: entry.provider.distribution
+                 for name, entry in get_registry().entries["optimizer"].items()}
+    assert {providers[n] for n in ("adagrad", "adam", "adamw", "rmsprop", "sgd")} == {"nnframe"}
+    assert providers.get("lion") == "nnframe-extras"  # the example plugin, installed for tests
     adam = nnframe.get_optimizer("ADAM", beta1=0.8)
     assert type(adam) is Adam and adam.beta1 == 0.8 and adam.beta2 == 0.999
     assert nnframe.get_optimizer("sgd") is not nnframe.get_optimizer("sgd")  # fresh each time
@@ -50,10 +62,10 @@ def test_unknown_hyperparameter_names_it_and_lists_the_accepted():
 
 
 def test_a_third_party_optimizer_written_as_in_the_issue_works_by_name(make_plugin):
-    make_plugin("nnframe-lion", LION)
+    make_plugin("nnframe-lion", THROWAWAY_LION)
     nnframe.reload_plugins()
-    assert "lion" in nnframe.list_optimizers()
-    lion = nnframe.get_optimizer("lion", beta2=0.95)
+    assert "throwaway_lion" in nnframe.list_optimizers()
+    lion = nnframe.get_optimizer("throwaway_lion", beta2=0.95)
     assert lion.hyperparameters == {"beta1": 0.9, "beta2": 0.95, "weight_decay": 0.0}
     from nnframe.registry import provider_of
     assert provider_of(lion).distribution == "nnframe-lion"
@@ -64,19 +76,20 @@ def test_a_third_party_optimizer_written_as_in_the_issue_works_by_name(make_plug
     ("int", "not a subclass of nnframe.Optimizer"),
 ])
 def test_registering_something_else_is_reported(make_plugin, registered, problem):
-    make_plugin("nnframe-lion", LION.replace("register(Lion)", f"register({registered})"))
+    make_plugin("nnframe-lion",
+                THROWAWAY_LION.replace("register(Lion)", f"register({registered})"))
     with pytest.warns(PluginWarning, match=problem):
         nnframe.reload_plugins()
-    assert "lion" not in nnframe.list_optimizers()
+    assert "throwaway_lion" not in nnframe.list_optimizers()
     assert "adam" in nnframe.list_optimizers()  # the built-ins are unharmed
 
 
 def test_a_class_that_cannot_build_with_its_defaults_is_reported(make_plugin):
-    broken = LION.replace("def __init__(self, beta1=0.9,", "def __init__(self, beta1,")
+    broken = THROWAWAY_LION.replace("def __init__(self, beta1=0.9,", "def __init__(self, beta1,")
     make_plugin("nnframe-lion", broken)
-    with pytest.warns(PluginWarning, match="lion"):
+    with pytest.warns(PluginWarning, match="throwaway_lion"):
         nnframe.reload_plugins()
-    assert "lion" not in nnframe.list_optimizers()
+    assert "throwaway_lion" not in nnframe.list_optimizers()
 
 
 def test_plugins_command_lists_optimizers_with_their_provider():

@@ -2,17 +2,21 @@
 
 import os
 import threading
+import weakref
 
 import numpy as np
 import pytest
 from conftest import run_python
 
 import nnframe
+from nnframe.builtins.optimizers import BUILTIN_OPTIMIZERS
 from nnframe.testing import (
     ACTIVATION_CHECKS,
     COST_CHECKS,
+    OPTIMIZER_CHECKS,
     check_activation,
     check_cost,
+    check_optimizer,
     conformance_cases,
 )
 
@@ -327,7 +331,8 @@ def test_state_between_calls_fails_the_stateless_check_alone(obj):
 def test_every_builtin_and_extras_object_passes_every_check():
     cases = conformance_cases("nnframe") + conformance_cases("nnframe-extras")
     assert {c.check.name for c in cases} >= {"stateless", "thread_safe"}
-    assert {c.label for c in cases} >= {"tanh", "softmax", "gelu", "cost:cross_entropy"}
+    assert {c.label for c in cases} >= {"tanh", "softmax", "gelu", "cost:cross_entropy",
+                                        "optimizer:sgd", "optimizer:adam", "optimizer:lion"}
     for case in cases:
         case()
 
@@ -362,12 +367,16 @@ def _fails(check, obj):
 def test_cases_cover_every_object_and_check_of_a_plugin():
     cases = conformance_cases("nnframe-extras")
     labels = {case.label for case in cases}
-    assert labels == {"leaky_relu", "softplus", "silu", "gelu", "softsign", "cost:huber"}
-    assert len(cases) == 5 * len(ACTIVATION_CHECKS) + len(COST_CHECKS)
+    assert labels == {"leaky_relu", "softplus", "silu", "gelu", "softsign", "cost:huber",
+                      "optimizer:lion"}
+    assert len(cases) == 5 * len(ACTIVATION_CHECKS) + len(COST_CHECKS) + len(OPTIMIZER_CHECKS)
     for case in cases:
         case()
     builtin = conformance_cases("nnframe")
-    assert {c.label for c in builtin} >= {"relu", "cost:cross_entropy"}
+    assert {c.label for c in builtin} >= {"relu", "cost:cross_entropy", "optimizer:adam"}
+    sgd = [c for c in builtin if c.label == "optimizer:sgd"]
+    assert [c.check.name for c in sgd] == [c.name for c in OPTIMIZER_CHECKS]
+    assert sgd[0].id == "optimizer:sgd::contract" and sgd[0].obj is BUILTIN_OPTIMIZERS[0]
 
 
 def test_an_unknown_plugin_gives_one_failing_case():
@@ -390,6 +399,29 @@ class Bad(nnframe.Activation):
 @nnframe.hookimpl
 def register_activations(register):
     register(Bad())
+'''
+
+
+BROKEN_OPTIMIZER = '''
+import numpy as np
+import nnframe
+
+class Bad(nnframe.Optimizer):
+    name = "bad_momentum"
+
+    def __init__(self, beta=0.9):
+        super().__init__(beta=beta)
+
+    def init_state(self, param):
+        return {"m": np.zeros_like(param)}
+
+    def update(self, param, grad, state, learning_rate, step):
+        grad *= learning_rate  # modifies the caller's gradient
+        param -= grad
+
+@nnframe.hookimpl
+def register_optimizers(register):
+    register(Bad)
 '''
 
 
@@ -430,3 +462,290 @@ def test_plugins_check_command(make_plugin):
     line = next(x for x in result.stdout.splitlines() if "bad_tanh" in x)
     assert "FAIL" in line and "backward_matches_finite_differences" in line
     assert "nnframe-badtanh" in line
+
+
+def test_plugins_check_command_runs_the_optimizer_checks(make_plugin):
+    make_plugin("nnframe-badmomentum", BROKEN_OPTIMIZER, version="0.3")
+    from test_cli import nnframe_cli
+
+    result = nnframe_cli("plugins", "--check", env={"PYTHONPATH": _with_site(make_plugin)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(x.startswith("ok   optimizer:adam ") for x in lines), result.stdout
+    line = next(x for x in lines if "optimizer:bad_momentum" in x)
+    assert line.startswith("FAIL") and "nnframe-badmomentum 0.3" in line
+    assert "grad_untouched: optimizer 'bad_momentum' (Bad): update modified grad" in line
+
+
+# -- optimizers ----------------------------------------------------------------------------
+class Momentum(nnframe.Optimizer):
+    """A correct heavy-ball rule; each broken variant below makes one mistake."""
+
+    name = "my_momentum"
+
+    def __init__(self, beta=0.9):
+        super().__init__(beta=beta)
+
+    def init_state(self, param):
+        return {"m": np.zeros_like(param)}
+
+    def update(self, param, grad, state, learning_rate, step):
+        m = state["m"]
+        m *= self.beta
+        m += grad
+        param -= learning_rate * m
+
+
+class ModifiesGrad(Momentum):
+    def update(self, param, grad, state, learning_rate, step):
+        grad *= learning_rate
+        param -= grad
+
+
+class ModifiesGradAndPutsItBack(Momentum):
+    """Leaves grad as it found it, so only a read-only gradient shows the write."""
+
+    def update(self, param, grad, state, learning_rate, step):
+        grad *= 2
+        param -= learning_rate / 2 * grad
+        grad /= 2
+
+
+class Rebinds(Momentum):
+    def update(self, param, grad, state, learning_rate, step):
+        m = state["m"]
+        m *= self.beta
+        m += grad
+        param = param - learning_rate * m  # the mistake under test: rebinds the name
+
+
+class ReturnsTheStep(Momentum):
+    def update(self, param, grad, state, learning_rate, step):
+        return param - learning_rate * grad
+
+
+class ReplacesState(Momentum):
+    def update(self, param, grad, state, learning_rate, step):
+        state["m"] = self.beta * state["m"] + grad
+        param -= learning_rate * state["m"]
+
+
+_BUFFER = np.zeros(64, dtype=np.float32)
+
+
+class SharesOneBuffer(Momentum):
+    """Every parameter's momentum is a view of one module-level buffer (zeroed by init_state,
+    so each run alone starts clean)."""
+
+    def init_state(self, param):
+        _BUFFER[:] = 0
+        return {"m": _BUFFER[:param.size].reshape(param.shape)}
+
+
+class KeepsMomentumOnSelf(Momentum):
+    def __init__(self, beta=0.9):
+        super().__init__(beta=beta)
+        self._momenta = {}
+
+    def init_state(self, param):
+        return {}
+
+    def update(self, param, grad, state, learning_rate, step):
+        m = self._momenta.setdefault(param.shape, np.zeros_like(param))
+        m *= self.beta
+        m += grad
+        param -= learning_rate * m
+
+
+_MOMENTA = {}
+
+
+class KeepsMomentumByIdentity(Momentum):
+    """Per-parameter momentum outside the state, keyed by the parameter array: right within
+    one run, lost by a save and load (the loaded model has new arrays)."""
+
+    def init_state(self, param):
+        return {}
+
+    def update(self, param, grad, state, learning_rate, step):
+        key = id(param)
+        if key not in _MOMENTA:
+            _MOMENTA[key] = np.zeros_like(param)
+            weakref.finalize(param, _MOMENTA.pop, key, None)
+        m = _MOMENTA[key]
+        m *= self.beta
+        m += grad
+        param -= learning_rate * m
+
+
+class Ascends(Momentum):
+    def update(self, param, grad, state, learning_rate, step):
+        m = state["m"]
+        m *= self.beta
+        m += grad
+        param += learning_rate * m
+
+
+class Random(Momentum):
+    def update(self, param, grad, state, learning_rate, step):
+        super().update(param, grad, state, learning_rate * np.random.uniform(0.5, 1.5), step)
+
+
+class KeepsItsOwnGenerator(Momentum):
+    """Seeded, so two fresh instances agree; the same instance run again does not."""
+
+    def __init__(self, beta=0.9):
+        super().__init__(beta=beta)
+        self._rng = np.random.default_rng(0)
+
+    def update(self, param, grad, state, learning_rate, step):
+        super().update(param, grad, state, learning_rate * self._rng.uniform(0.5, 1.5), step)
+
+
+class RemembersTheLastStep(Momentum):
+    """Halves its rate when training "restarts", using a step it keeps where no attribute
+    watch looks (inside a bytearray): one run is right, a second run is not."""
+
+    def __init__(self, beta=0.9):
+        super().__init__(beta=beta)
+        self._last = bytearray(1)
+
+    def update(self, param, grad, state, learning_rate, step):
+        if step < self._last[0]:
+            learning_rate /= 2
+        self._last[0] = max(self._last[0], min(step, 255))
+        super().update(param, grad, state, learning_rate, step)
+
+
+class Promotes(Momentum):
+    def init_state(self, param):
+        return {"m": np.zeros(param.shape)}  # float64 whatever the parameter
+
+
+class ListState(Momentum):
+    def init_state(self, param):
+        return [np.zeros_like(param)]
+
+
+class StateIsTheParameter(Momentum):
+    def init_state(self, param):
+        return {"m": param}
+
+
+class AddsStateLater(Momentum):
+    def init_state(self, param):
+        return {}
+
+    def update(self, param, grad, state, learning_rate, step):
+        m = state.setdefault("m", np.zeros_like(param))
+        m *= self.beta
+        m += grad
+        param -= learning_rate * m
+
+
+class NoDefault(Momentum):
+    def __init__(self, beta):
+        super().__init__(beta=beta)
+
+
+class ForgetsSuper(Momentum):
+    def __init__(self, beta=0.9):
+        self.beta = beta
+
+
+class FlipsItsSetting(Momentum):
+    def __init__(self, beta=0.1):
+        super().__init__(beta=1 - beta)  # records 0.9, which builds a 0.1
+
+
+class DividesByZero(Momentum):
+    def update(self, param, grad, state, learning_rate, step):
+        m = state["m"]
+        m *= self.beta
+        m += grad * grad
+        param -= learning_rate * grad / np.sqrt(m)  # no eps
+
+
+def _lion():
+    from nnframe_extras import Lion
+
+    return Lion
+
+
+@pytest.mark.parametrize("cls", [*BUILTIN_OPTIMIZERS, Momentum, "lion"],
+                         ids=lambda c: c if isinstance(c, str) else c.name)
+def test_builtin_and_correct_optimizers_pass(cls):
+    check_optimizer(_lion() if cls == "lion" else cls)
+
+
+# Each broken rule fails the named check first, with a message that names the optimizer and
+# says what it did: removing the check makes the test fail (no error, or another message).
+@pytest.mark.parametrize("cls, check, needles", [
+    (NoDefault, "contract", ["with its default hyperparameters raised InputError",
+                             "needs the hyperparameter(s) beta"]),
+    (ForgetsSuper, "contract", ["did not call super().__init__(**hyperparameters)"]),
+    (FlipsItsSetting, "contract", ["built again with its recorded hyperparameters {'beta': 0.9}"]),
+    (ListState, "init_state", ["init_state returned [array(", "must return a dict of NumPy"]),
+    (StateIsTheParameter, "init_state", ["share memory (the parameter and state['m']"]),
+    (Rebinds, "updates_in_place", ["left parameter 0 unchanged", "only rebinds a local name"]),
+    (ReturnsTheStep, "updates_in_place", ["update returned array(", "return None"]),
+    (ReplacesState, "updates_in_place", ["update replaced state['m'] of parameter 0"]),
+    (AddsStateLater, "updates_in_place", ["changed the keys of the state of parameter 0 from "
+                                          "[] to ['m']"]),
+    (ModifiesGrad, "grad_untouched", ["update modified grad (parameter 0, step 1)"]),
+    (ModifiesGradAndPutsItBack, "grad_untouched", ["update writes into grad",
+                                                   "read-only"]),
+    (Random, "deterministic", ["is not deterministic: two fresh instances",
+                               "no random numbers"]),
+    (SharesOneBuffer, "state_per_parameter", ["state['m'] of parameter 0 and state['m'] of "
+                                              "parameter 1 share memory after init_state"]),
+    (KeepsMomentumOnSelf, "state_per_parameter", ["update(parameter 0, step 1) changed the "
+                                                  "contents of self._momenta (a dict)",
+                                                  "never on self"]),
+    (KeepsItsOwnGenerator, "state_per_parameter", ["parameter 0 ends elsewhere when one "
+                                                   "instance updates three parameters in turn",
+                                                   "perhaps outside the object"]),
+    (RemembersTheLastStep, "state_per_parameter", ["the same instance, run again from fresh",
+                                                   "keeps something between runs"]),
+    (Promotes, "keeps_dtype", ["init_state made state['m'] of dtype float64 for a float32 "
+                               "parameter", "np.zeros_like(param)"]),
+    (DividesByZero, "finite_on_zero_gradient", ["where gradients are zero (float32) is "
+                                                "numerically unsafe: invalid value"]),
+    (Ascends, "descends", ["does not descend on a convex quadratic", "it goes uphill"]),
+    (KeepsMomentumByIdentity, "save_and_load", ["3 steps, a save and load, then 4 more steps "
+                                                "end with different parameters"]),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_broken_optimizers_fail_the_check_that_catches_them(cls, check, needles):
+    with pytest.raises(AssertionError) as info:
+        check_optimizer(cls)
+    message = str(info.value)
+    assert message.startswith(f"optimizer 'my_momentum' ({cls.__name__}): "), message
+    for needle in needles:
+        assert needle in message
+    (alone,) = [c for c in OPTIMIZER_CHECKS if c.name == check]
+    with pytest.raises(AssertionError) as info:
+        alone.run(cls)
+    assert all(needle in str(info.value) for needle in needles)
+    earlier = OPTIMIZER_CHECKS[:OPTIMIZER_CHECKS.index(alone)]
+    assert not [c.name for c in earlier if _fails(c, cls)]
+
+
+def test_state_kept_on_self_is_also_lost_by_a_save_and_load():
+    (save_and_load,) = [c for c in OPTIMIZER_CHECKS if c.name == "save_and_load"]
+    with pytest.raises(AssertionError, match=r"KeepsMomentumOnSelf\): 3 steps, a save and "
+                                             r"load, then 4 more steps end with different"):
+        save_and_load.run(KeepsMomentumOnSelf)
+
+
+def test_each_optimizer_check_has_its_own_name_and_kind():
+    names = [c.name for c in OPTIMIZER_CHECKS]
+    assert names == ["contract", "init_state", "updates_in_place", "grad_untouched",
+                     "deterministic", "state_per_parameter", "keeps_dtype",
+                     "finite_on_zero_gradient", "descends", "save_and_load"]
+    assert {c.kind for c in OPTIMIZER_CHECKS} == {"optimizer"}
+
+
+def test_an_instance_instead_of_the_class_is_refused():
+    with pytest.raises(AssertionError, match="is an instance, not a subclass of "
+                                             "nnframe.Optimizer; register the class"):
+        check_optimizer(Momentum())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_optimizer_registry import LION
+from test_optimizer_registry import THROWAWAY_LION
 
 import nnframe
 from nnframe import ops
@@ -247,16 +247,18 @@ def test_two_epochs_save_load_three_more_equal_five(tmp_path, name, hyper):
 
 def test_a_plugin_optimizer_resumes_exactly_and_is_named_when_missing(tmp_path, make_plugin,
                                                                       monkeypatch):
-    make_plugin("nnframe-lion", LION, version="2.1")
+    make_plugin("nnframe-lion", THROWAWAY_LION, version="2.1")
     nnframe.reload_plugins()
     x, ids = data()
     first = network()
-    first.train(16, x, ids, 2, 1e-3, optimizer=nnframe.get_optimizer("lion", beta2=0.9), seed=1)
+    first.train(16, x, ids, 2, 1e-3,
+                optimizer=nnframe.get_optimizer("throwaway_lion", beta2=0.9), seed=1)
     first.save(tmp_path / "lion.pkl")
     resumed = nnframe.load(tmp_path / "lion.pkl")
     resumed.train(16, x, ids, 3, 1e-3)
     whole = network()
-    whole.train(16, x, ids, 5, 1e-3, optimizer=nnframe.get_optimizer("lion", beta2=0.9), seed=1)
+    whole.train(16, x, ids, 5, 1e-3,
+                optimizer=nnframe.get_optimizer("throwaway_lion", beta2=0.9), seed=1)
     assert same(resumed, whole)
 
     # Without the plugin the model still loads, predicts and saves its optimizer unchanged.
@@ -267,7 +269,7 @@ def test_a_plugin_optimizer_resumes_exactly_and_is_named_when_missing(tmp_path, 
     assert orphan.check_accuracy(None, x, ids) == first.check_accuracy(None, x, ids)
     orphan.save(tmp_path / "again.pkl")
     with pytest.raises(MissingPluginError,
-                       match="optimizer 'lion'.*nnframe-lion.*NNFRAME_BUILTINS"):
+                       match="optimizer 'throwaway_lion'.*nnframe-lion.*NNFRAME_BUILTINS"):
         orphan.train(16, x, ids, 1, 1e-3)
     orphan.train(16, x, ids, 1, 1e-3, optimizer="sgd")  # a new optimizer starts afresh
     monkeypatch.delenv("NNFRAME_BUILTINS_ONLY")

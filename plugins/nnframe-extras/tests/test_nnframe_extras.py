@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import nnframe
-from nnframe.testing import check_cost
+from nnframe.testing import check_cost, check_optimizer
 
 NAMES = ["leaky_relu", "softplus", "silu", "gelu", "softsign"]
 COSTS = ["huber"]
+OPTIMIZERS = ["lion"]
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -30,10 +31,11 @@ def test_names_resolve_through_entry_points_in_a_fresh_interpreter():
         "import sys, json, nnframe\n"
         "assert 'nnframe_extras' not in sys.modules\n"
         "out = {}\n"
-        f"for kind, names in (('activation', {NAMES!r}), ('cost', {COSTS!r})):\n"
+        f"for kind, names in (('activation', {NAMES!r}), ('cost', {COSTS!r}),\n"
+        f"                    ('optimizer', {OPTIMIZERS!r})):\n"
         "    for n in names:\n"
-        "        e = getattr(nnframe.registry, kind + '_entry')(n)\n"
-        "        out[n] = [e.provider.distribution, e.provider.plugin, type(e.obj).__module__]\n"
+        "        e = nnframe.registry.get_registry().lookup(kind, n)\n"
+        "        out[n] = [e.provider.distribution, e.provider.plugin, e.obj.__module__]\n"
         "print(json.dumps(out))\n"
     )
     # The installed entry point, resolved to this checkout's module (first on the path).
@@ -42,7 +44,7 @@ def test_names_resolve_through_entry_points_in_a_fresh_interpreter():
                             timeout=120, env={**os.environ, "PYTHONPATH": path})
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
-    for name in NAMES + COSTS:
+    for name in NAMES + COSTS + OPTIMIZERS:
         assert found[name] == ["nnframe-extras", "extras", "nnframe_extras"]
 
 
@@ -69,5 +71,44 @@ def test_a_network_trains_with_huber():
     net = nnframe.NeuralNetwork(3, [2, 8, 2], [None, "tanh", "softmax"],
                                 checkout_module().Huber(), seed=0)
     history = net.train(20, inputs, labels, 30, 0.5, seed=0)
+    assert history["loss"][-1] < history["loss"][0]
+    assert net.check_accuracy(None, inputs, labels) > 90
+
+
+def test_lion_steps_by_the_sign_of_the_interpolated_momentum():
+    lion = checkout_module().Lion(beta1=0.8, beta2=0.9)
+    param = np.array([[1.0, -2.0, 0.5]])
+    state = lion.init_state(param)
+    grads = [np.array([[0.3, -0.1, 0.0]]), np.array([[-0.2, -0.4, 1.0]])]
+    expected, m = param.copy(), np.zeros_like(param)
+    for step, grad in enumerate(grads, start=1):
+        lion.update(param, grad, state, 0.01, step)
+        expected -= 0.01 * np.sign(0.8 * m + 0.2 * grad)
+        m = 0.9 * m + 0.1 * grad
+        np.testing.assert_allclose(param, expected, rtol=1e-15)
+        np.testing.assert_allclose(state["m"], m, rtol=1e-15)
+    # every coordinate with a non-zero direction moved by exactly the learning rate
+    assert np.allclose(np.abs(param - [[1.0, -2.0, 0.5]]), [[0.0, 0.02, 0.01]])
+
+
+def test_lion_weight_decay_is_decoupled_and_float32_stays_float32():
+    lion = checkout_module().Lion(weight_decay=0.5)
+    param = np.ones((2, 2), dtype=np.float32)
+    state = lion.init_state(param)
+    lion.update(param, np.zeros_like(param), state, 0.1, 1)  # no gradient: only the decay
+    assert param.dtype == state["m"].dtype == np.float32
+    assert np.allclose(param, 1 - 0.1 * 0.5)
+    with pytest.raises(nnframe.InputError, match="beta1 must be a number in"):
+        checkout_module().Lion(beta1=1.5)
+
+
+def test_lion_passes_the_kit_and_trains_a_network_by_name():
+    check_optimizer(checkout_module().Lion)  # as test_conformance does, for the installed copy
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    inputs = np.c_[labels + rng.normal(0, 0.3, 200), rng.normal(0, 1, 200)]
+    net = nnframe.NeuralNetwork(3, [2, 8, 2], [None, "tanh", "softmax"], "cross_entropy",
+                                seed=0)
+    history = net.train(20, inputs, labels, 10, 0.01, optimizer="lion", seed=0)
     assert history["loss"][-1] < history["loss"][0]
     assert net.check_accuracy(None, inputs, labels) > 90
