@@ -137,10 +137,10 @@ def create(cls: type[ConfigurableT],
         if unknown:
             listing = ", ".join(accepted) if accepted else "none"
             close = difflib.get_close_matches(unknown[0], accepted, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise InputError(
-                f"{kind} {label} has no hyperparameter {brief(unknown[0])}{hint}. "
-                f"It accepts: {listing}.")
+                f"{kind} {label} has no hyperparameter {brief(unknown[0])}{hint}; "
+                f"it accepts: {listing}.")
         required = [p.name for p in inspect.signature(cls).parameters.values()
                     if p.default is p.empty and p.name in accepted and p.name not in given]
         if required:

@@ -467,7 +467,7 @@ class NeuralNetwork:
         smaller. An epoch happens whole or not at all: whatever interrupts it (Ctrl-C, an
         exception from a plugin or the callback, divergence) restores the weights, the
         optimizer state and the shuffling of its start, leaves it out of both histories
-        and propagates. The loop itself is [nnframe.training][nnframe.training.Trainer].
+        and propagates. The loop itself is `nnframe.training.Trainer`.
 
         Training continues where the last `train` (or the saved model) left off: the same
         optimizer with its state, and, without a `seed`, the same shuffling generator, so
@@ -486,9 +486,10 @@ class NeuralNetwork:
                 or `None`.
             optimizer: A name such as `"adam"` (default hyperparameters) or an
                 [Optimizer][nnframe.Optimizer] from
-                [get_optimizer][nnframe.get_optimizer]; it starts with a fresh state.
-                `None` (the default) continues the network's current optimizer, or plain
-                `"sgd"` for a network never trained.
+                [get_optimizer][nnframe.get_optimizer]; it starts with a fresh state
+                (except the network's current instance, `network.optimizer`, which
+                continues). `None` (the default) continues the network's current
+                optimizer, or plain `"sgd"` for a network never trained.
             schedule: The learning rate per epoch: a name such as `"cosine"` or a
                 [Schedule][nnframe.Schedule] from [get_schedule][nnframe.get_schedule],
                 started at this call (its epochs are this call's); `None` (the default)

@@ -200,11 +200,14 @@ def test_every_parameter_of_the_reference_is_documented(reference):
         names = [p.name for p in function.parameters if p.name not in ("self", "cls")]
         if not names:
             continue
-        assert obj.docstring, f"{path} has no docstring"
-        sections = obj.docstring.parse("google", warn_missing_types=False)
+        assert obj.docstring or function.docstring, f"{path} has no docstring"
+        # merge_init_into_class renders __init__'s own docstring with the class's.
+        sections = [s for doc in (obj.docstring, function.docstring) if doc
+                    for s in doc.parse("google", warn_missing_types=False)]
         # A dataclass's generated __init__ takes its fields, documented under Attributes:.
         kinds = {"parameters", "attributes"} if "dataclass" in obj.labels else {"parameters"}
-        documented = {p.name for s in sections if s.kind.value in kinds for p in s.value}
+        documented = {p.name.lstrip("*") for s in sections if s.kind.value in kinds
+                      for p in s.value}
         missing += [f"{path}({name})" for name in names if name not in documented]
     assert not missing, f"parameters without an entry in an Args: section: {missing}"
 

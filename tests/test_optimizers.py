@@ -173,10 +173,10 @@ def test_unknown_hyperparameter_names_it_and_lists_the_accepted_ones():
     message = str(info.value)
     assert "'betas'" in message and "beta1, beta2, eps, weight_decay" in message
     assert "did you mean 'beta" in message
-    with pytest.raises(InputError, match="no hyperparameter 'lr'.*It accepts: beta1, beta2, "
+    with pytest.raises(InputError, match="no hyperparameter 'lr'.*it accepts: beta1, beta2, "
                                          "weight_decay"):
         create(Lion, {"lr": 0.1})
-    with pytest.raises(InputError, match="It accepts: none"):
+    with pytest.raises(InputError, match="it accepts: none"):
         class Plain(Optimizer):
             name = "plain"
 
