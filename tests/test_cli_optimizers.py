@@ -213,3 +213,20 @@ def test_a_plugin_optimizer_that_raises_when_built_is_one_line(tmp_path, lion_en
     assert len(lines) == 1, lines
     assert "the optimizer 'lion' (nnframe-lion 2.5) raised ZeroDivisionError" in lines[0]
     assert "a plugin's own failure" in lines[0] and "beta2" in lines[0]
+
+
+def test_the_guide_lists_each_built_in_optimizer_with_its_defaults():
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[1] / "docs" / "guide" / "cli.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", guide, re.M))
+    for name in ("sgd", "adam", "rmsprop", "adagrad"):
+        documented = dict(re.findall(r"`(\w+)` ([^\s,]+)", rows[name]))
+        actual = nnframe.get_optimizer(name).hyperparameters
+        assert list(documented) == list(actual), name
+        for key, value in actual.items():
+            text = documented[key]
+            assert (text == str(value).lower() if isinstance(value, bool)
+                    else float(text) == value), (name, key, text, value)
+    assert nnframe.get_optimizer("adamw").weight_decay == 0.01 and "0.01" in rows["adamw"]
