@@ -19,7 +19,10 @@ from .errors import InputError, NNFrameError
 
 DEFAULTS = {"hidden": "256,128", "activation": "relu", "output_activation": "softmax",
             "cost": "cross_entropy", "epochs": 20, "batch_size": 64, "learning_rate": 0.1,
-            "seed": 0, "dtype": "float32", "subset": 0, "out": "runs/mnist"}
+            "seed": 0, "dtype": "float32", "subset": 0, "out": "runs/mnist", "optimizer": "sgd"}
+
+# The optimizer hyperparameters with options of their own: --momentum, --weight-decay.
+SHORTCUTS = {"momentum": "--momentum", "weight_decay": "--weight-decay"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,6 +140,73 @@ def _check_numbers(args) -> None:
             raise InputError(f"{option} must be {what}, got {value}.")
 
 
+def _option_value(text: str) -> bool | int | float | str:
+    """A command-line hyperparameter value as a plain Python value: true/false (any case) as
+    a bool, then an int, then a float (``1e-4``), else the string itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _optimizer_option(text: str) -> tuple[str, bool | int | float | str, str]:
+    """argparse type of --optimizer-option: ``NAME=VALUE`` as ``(name, plain value, text)``."""
+    name, sep, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE, such as beta2=0.99 or nesterov=true, got {text!r}")
+    return name, _option_value(value), text
+
+
+def _optimizer_settings(args) -> dict[str, bool | int | float | str]:
+    """The hyperparameters given on the command line, each at most once."""
+    given: dict[str, tuple[str, object]] = {}  # name -> (where it was given, value)
+    for name, option in SHORTCUTS.items():
+        value = getattr(args, name)
+        if value is not None:
+            given[name] = (f"{option} {value:g}", value)
+    for name, value, text in args.optimizer_option or []:
+        shown = f"--optimizer-option {text}"
+        if name in given:
+            raise InputError(f"the hyperparameter {name} is given twice, by {given[name][0]} "
+                             f"and by {shown}; give it once.")
+        given[name] = (shown, value)
+    return {name: value for name, (_, value) in given.items()}
+
+
+def _build_optimizer(args):
+    """The optimizer named by --optimizer with the hyperparameters given, checked as
+    `nnframe.get_optimizer` checks them."""
+    from ._text import brief
+    from .errors import PluginRuntimeError
+    from .registry import get_optimizer, get_registry
+
+    settings = _optimizer_settings(args)
+    try:
+        return get_optimizer(args.optimizer, **settings)
+    except NNFrameError:
+        raise
+    except Exception as exc:  # a plugin's __init__ that fails its own way: still one line
+        provider = get_registry().lookup("optimizer", args.optimizer).provider
+        raise PluginRuntimeError(
+            f"the optimizer {brief(args.optimizer)} ({provider.distribution} "
+            f"{provider.version}) raised "
+            f"{type(exc).__name__} when created with {brief(settings, 120)}: "
+            f"{brief(str(exc), 200)}.") from None
+
+
+def _describe_optimizer(optimizer) -> str:
+    settings = ", ".join(f"{key}={value!r}" for key, value in optimizer.hyperparameters.items())
+    return f"{optimizer.name}({settings})"
+
+
 def _load_data(args, *, quiet_notice: bool = False):
     from .datasets import MNISTSampleWarning, load_mnist, load_sample
 
@@ -183,6 +253,7 @@ def _cmd_train(args) -> int:
     # Build first: an unknown activation or cost fails before any data is loaded.
     network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],
                             args.cost, dtype=args.dtype, seed=args.seed)
+    optimizer = _build_optimizer(args)  # an unknown name or hyperparameter fails here too
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -202,19 +273,24 @@ def _cmd_train(args) -> int:
         each = (f"{counts.min()}" if counts.min() == counts.max()
                 else f"{counts.min()}-{counts.max()}")
         subset = f" (--subset: drawn at random with seed {args.seed}, {each} of each digit)"
-    print(f"{network}\ndata: {data.source}, {len(x_train):,} training{subset} and "
-          f"{len(data.x_test):,} test images", flush=True)
+    print(f"{network}\noptimizer: {_describe_optimizer(optimizer)}, learning rate "
+          f"{args.learning_rate:g}, batch size {args.batch_size}\ndata: {data.source}, "
+          f"{len(x_train):,} training{subset} and {len(data.x_test):,} test images", flush=True)
     model_path = out / "model.pkl"
     history = network.train(args.batch_size, x_train, y_train, args.epochs,
-                            args.learning_rate, model_path, seed=args.seed,
+                            args.learning_rate, model_path, optimizer=optimizer,
+                            seed=args.seed,
                             validation_data=(data.x_test, data.y_test),
                             callback=EpochProgress())
     accuracy = network.check_accuracy(None, data.x_test, data.y_test)
     from ._files import atomic_write
 
     history_path = out / "history.json"
+    settings = {k: getattr(args, k) for k in DEFAULTS}
+    settings["optimizer"] = optimizer.name  # as registered, whatever the case typed
+    settings["optimizer_hyperparameters"] = optimizer.hyperparameters  # defaults included
     record = {"network": repr(network), "data": data.source, "test_accuracy": accuracy,
-              "settings": {k: getattr(args, k) for k in DEFAULTS}, **history}
+              "settings": settings, **history}
     atomic_write(history_path, json.dumps(record, indent=2).encode(), error=NNFrameError)
     written = [f"model:   {model_path}", f"history: {history_path}"]
     if not args.no_plot:
@@ -449,9 +525,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], metavar="N",
                    help="passes over the training images (>= 1)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], metavar="N",
-                   help="images per SGD step (>= 1)")
+                   help="images per step (>= 1)")
     p.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"],
-                   metavar="RATE", help="SGD step size (> 0)")
+                   metavar="RATE", help="the optimizer's base step size (> 0); 0.1 suits sgd, "
+                   "adam and its kin usually want about 0.001")
+    p.add_argument("--optimizer", default=DEFAULTS["optimizer"], metavar="NAME",
+                   help="the update rule: any registered optimizer (see `nnframe plugins`), "
+                   "such as sgd, adam, adamw, rmsprop, adagrad")
+    p.add_argument("--momentum", type=float, metavar="M",
+                   help="the optimizer's momentum hyperparameter (sgd, rmsprop), same as "
+                   "--optimizer-option momentum=M")
+    p.add_argument("--weight-decay", type=float, metavar="W",
+                   help="the optimizer's weight_decay hyperparameter, same as "
+                   "--optimizer-option weight_decay=W")
+    p.add_argument("--optimizer-option", type=_optimizer_option, action="append",
+                   metavar="NAME=VALUE",
+                   help="set any hyperparameter of the optimizer, such as beta2=0.99 or "
+                   "nesterov=true (repeatable); values are read as true/false, integers, "
+                   "numbers such as 1e-4, or else text; others keep their defaults")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                    help="seed for initialisation and shuffling")
     p.add_argument("--dtype", choices=["float32", "float64"], default=DEFAULTS["dtype"],
