@@ -47,7 +47,8 @@ class Layer:
             output layer.
         bias_for_layer: `(1, num_nodes_in_next_layer)`, zeros at first; `None` for the
             output layer.
-        activations: This layer's output from the last forward pass.
+        activations: This layer's output from the last forward pass (after dropout, when
+            the pass was a training one).
         pre_activations: Its input `z` from the last forward pass (`None` for the input
             layer).
         activation_function: The resolved [Activation][nnframe.Activation], or `None`.
@@ -68,6 +69,10 @@ class Layer:
         self.activation_function = resolve_activation(activation_function)
         self.activations: np.ndarray | None = None
         self.pre_activations: np.ndarray | None = None
+        # With dropout in training: the mask applied to the activations, and the values
+        # before it (what the activation's backward needs).
+        self.dropout_mask: np.ndarray | None = None
+        self.kept_activations: np.ndarray | None = None
         self.weights_for_layer: np.ndarray | None = None
         self.bias_for_layer: np.ndarray | None = None
         if self.num_nodes_in_next_layer:

@@ -49,6 +49,11 @@ class NeuralNetwork:
         dtype: `np.float32` (the default) or `np.float64`, as a type or by name.
         seed: Seed of the weight initialisation (a non-negative int or a
             `numpy.random.Generator`); `None` draws fresh entropy.
+        dropout: One rate in [0, 1) per layer, input layer first, output layer 0: the
+            fraction of that layer's activations zeroed (inverted dropout: the rest are
+            scaled by 1 / (1 - rate)) in each training batch. Only `train`, and
+            `forward_pass(..., training=True)`, drop; `predict`, `check_accuracy` and a
+            plain `forward_pass` use every unit. `None` (the default) is no dropout.
 
     Attributes:
         layers: One [Layer][nnframe.Layer] per layer, input first; each holds the weights
@@ -57,6 +62,7 @@ class NeuralNetwork:
         num_nodes: As given, as a list of ints.
         activation_function: The activation names per layer (`None` for the input layer).
         cost_function: The cost's name.
+        dropout: The dropout rate per layer (zeros without dropout).
         dtype: The dtype of every weight, bias and output.
         history: Per-epoch `loss`, `accuracy` and `learning_rate` (and `val_loss`,
             `val_accuracy`) of every `train` call so far, completed epochs only.
@@ -78,9 +84,11 @@ class NeuralNetwork:
 
     def __init__(self, num_layers: int, num_nodes: Sequence[int],
                  activation_function: Sequence[str | Activation | None],
-                 cost_function: str | Cost, *, dtype=np.float32, seed: int | None = None):
+                 cost_function: str | Cost, *, dtype=np.float32, seed: int | None = None,
+                 dropout: Sequence[float] | None = None):
         self.num_layers = _validation.positive_int(num_layers, "num_layers", minimum=2)
         self.num_nodes = _sequence(num_nodes, "num_nodes", self.num_layers)
+        self.dropout = _dropout(dropout, self.num_layers)
         for i, size in enumerate(self.num_nodes):
             _validation.positive_int(size, f"num_nodes[{i}]")
         self.num_nodes = [int(n) for n in self.num_nodes]
@@ -151,22 +159,40 @@ class NeuralNetwork:
         parts = [str(self.num_nodes[0])]
         parts += [f"{n} {a}" for n, a in zip(self.num_nodes[1:], self.activation_function[1:],
                                                strict=True)]
+        parts = [f"{part} (dropout {rate:g})" if rate else part
+                 for part, rate in zip(parts, self.dropout, strict=True)]
         count = sum(p.size for p in self.parameters())
         return (f"NeuralNetwork({' -> '.join(parts)}, cost={self.cost_function}, "
                 f"dtype={self.dtype.name}, parameters={count:,})")
 
     # -- the maths -------------------------------------------------------------------------
-    def _forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The forward pass, keeping every layer's activations for backprop; with ``rng``,
+        dropout masks are drawn from it for the layers that have a rate."""
         layers = self.layers
-        layers[0].activations = x
+        self._drop(layers[0], x, rng, self.dropout[0])
         for i in range(len(layers) - 1):
             layer, nxt = layers[i], layers[i + 1]
             nxt.pre_activations = ops.affine(layer.activations, layer.weights_for_layer,
                                              layer.bias_for_layer)
-            nxt.activations = nxt.activation_function.forward(nxt.pre_activations)
-            if nxt.activations.shape != nxt.pre_activations.shape:
+            out = nxt.activation_function.forward(nxt.pre_activations)
+            if out.shape != nxt.pre_activations.shape:
                 raise ShapeBreach(nxt.activation_function)  # NumPy would broadcast silently
+            self._drop(nxt, out, rng, self.dropout[i + 1])
         return layers[-1].activations
+
+    def _drop(self, layer: Layer, a: np.ndarray, rng, rate: float) -> None:
+        """Store ``a`` as the layer's activations, with inverted dropout when ``rng`` is
+        given and ``rate`` > 0: the mask (0 or 1 / (1 - rate)) and the undropped values are
+        kept for backprop."""
+        if rng is None or rate == 0:
+            layer.activations, layer.dropout_mask, layer.kept_activations = a, None, None
+            return
+        keep = rng.random(a.shape, dtype=self.dtype) >= self.dtype.type(rate)
+        mask = keep.astype(self.dtype)
+        mask *= self.dtype.type(1 / (1 - rate))
+        layer.kept_activations, layer.dropout_mask = a, mask
+        layer.activations = a * mask
 
     def _infer(self, x: np.ndarray, *, classes: bool = False) -> np.ndarray:
         """Forward pass that leaves the layers' stored activations alone: the outputs, or
@@ -244,8 +270,11 @@ class NeuralNetwork:
             factors[i] = (layer.activations, delta)
             if i:
                 grad_a = delta @ layer.weights_for_layer.T
-                delta = layer.activation_function.backward(layer.pre_activations,
-                                                           layer.activations, grad_a)
+                a = layer.activations
+                if layer.dropout_mask is not None:  # through the mask, to the undropped a
+                    grad_a *= layer.dropout_mask
+                    a = layer.kept_activations
+                delta = layer.activation_function.backward(layer.pre_activations, a, grad_a)
                 if delta.shape != grad_a.shape:
                     raise ShapeBreach(layer.activation_function)
         return Gradients(factors)
@@ -334,7 +363,7 @@ class NeuralNetwork:
         return self._schedule
 
     # -- the classic step-by-step API ------------------------------------------------------
-    def forward_pass(self, inputs) -> np.ndarray:
+    def forward_pass(self, inputs, *, training: bool = False) -> np.ndarray:
         """Run `inputs` through the network, keeping every layer's activations.
 
         The stored activations are what [calculate_error][nnframe.NeuralNetwork.calculate_error]
@@ -342,6 +371,9 @@ class NeuralNetwork:
 
         Args:
             inputs: A 2-D array-like, one row per sample, one column per input node.
+            training: Apply dropout as `train` does, with masks from the network's
+                training generator (the one `train(seed=...)` sets), which `back_pass`
+                then backpropagates through. `False` (the default) uses every unit.
 
         Returns:
             The output layer's activations, one row per sample.
@@ -351,9 +383,16 @@ class NeuralNetwork:
                 so large that the weighted sums overflow.
             PluginRuntimeError: A plugin activation raised or broke its contract.
         """
+        if not isinstance(training, bool):
+            raise InputError(f"training must be True or False, got {brief(training)}.")
         x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype)
+        rng = None
+        if training and any(self.dropout):
+            if self._shuffle is None:
+                self._shuffle = np.random.default_rng()
+            rng = self._shuffle
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            out = _diagnosis.guarded(self, "forward_pass", x, None, self._forward, x)
+            out = _diagnosis.guarded(self, "forward_pass", x, None, self._forward, x, rng)
         if not ops.all_finite(self.layers[1].pre_activations, out):  # as _infer_rows checks
             self.layers[-1].activations = None  # no back_pass from a broken pass
             _diagnosis.explain_nonfinite(self, inputs, x, "inputs")
@@ -656,6 +695,22 @@ class NeuralNetwork:
         from .persistence import load
 
         return load(path, trusted=trusted)
+
+
+def _dropout(value, num_layers: int) -> list[float]:
+    """The dropout rates, one per layer, checked: numbers in [0, 1), the output's 0."""
+    if value is None:
+        return [0.0] * num_layers
+    rates = _sequence(value, "dropout", num_layers)
+    for i, rate in enumerate(rates):
+        if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating))
+                or not 0 <= rate < 1):
+            raise InputError(f"dropout[{i}] is {brief(rate)}; a dropout rate is a number in "
+                             "[0, 1): the fraction of the layer's units dropped in training.")
+    if rates[-1] != 0:
+        raise InputError(f"dropout[{num_layers - 1}] is {brief(rates[-1])}, but the output "
+                         "layer cannot drop units; its rate must be 0.")
+    return [float(rate) for rate in rates]
 
 
 def _sequence(value, name: str, length: int) -> list:

@@ -128,6 +128,7 @@ def to_payload(network) -> dict:
         "optimizer": _optimizer_record(network),
         "shuffle": _generator_record(network._shuffle),
         "epochs": network.epochs,
+        "dropout": list(network.dropout),
         "schedule": _schedule_record(network),
     }
 
@@ -590,7 +591,15 @@ def from_payload(payload, where: str = "the model", *, trusted: bool = False):
               for i in range(len(nodes) - 1)]
     activations = [None] + [_resolve(r, "activation", where, trusted) for r in records[1:]]
     cost = _resolve(payload.get("cost"), "cost", where, trusted)
-    network = NeuralNetwork(len(nodes), nodes, activations, cost, dtype=dtype)
+    dropout = payload.get("dropout")
+    if dropout is not None and (not isinstance(dropout, list) or len(dropout) != len(nodes)
+                                or not all(isinstance(r, (int, float)) for r in dropout)):
+        raise _bad(where, f"dropout is {brief(dropout)}, expected one rate per layer")
+    try:
+        network = NeuralNetwork(len(nodes), nodes, activations, cost, dtype=dtype,
+                                dropout=dropout)
+    except InputError as exc:
+        raise _bad(where, str(exc).rstrip(".")) from None
     for layer, w, b in zip(network.layers[:-1], weights, biases, strict=True):
         layer.weights_for_layer = w
         layer.bias_for_layer = b

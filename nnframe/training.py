@@ -128,7 +128,7 @@ class Trainer:
         """One batch: forward, loss, gradients, update. Returns ``(outputs, loss)``; the
         update is skipped when the loss is not finite (the caller reports divergence)."""
         network = self.network
-        out = network._forward(xb)
+        out = network._forward(xb, self.rng if any(network.dropout) else None)
         loss = network._loss.loss(out, yb)
         # The first layer's sums too, as in inference: a saturating activation (tanh)
         # would hide inputs that overflow them from the loss.
