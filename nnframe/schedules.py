@@ -35,6 +35,8 @@ class Schedule(Configurable):
     """
 
     kind = "schedule"
+    # What the conformance kit builds the class with where a hyperparameter has no default.
+    example_hyperparameters: dict = {}
 
     def rate(self, base_rate: float, epoch: int, num_epochs: int) -> float:
         """The learning rate of one epoch.

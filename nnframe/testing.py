@@ -34,6 +34,7 @@ from .base import Activation, Cost
 from .errors import PluginContractError
 from .optimizers import Gradients, Optimizer
 from .registry import check_contract
+from .schedules import Schedule
 
 DTYPES = (np.float32, np.float64)
 EXTREME = 1e3
@@ -1116,9 +1117,126 @@ OPTIMIZER_CHECKS: tuple[Check, ...] = (
 )
 
 
+# -- schedules -----------------------------------------------------------------------------
+SCHEDULE_PROBES = ((0.1, 10), (1.0, 1), (0.05, 37))  # (base rate, epochs of the run)
+
+
+def _sfail(cls: object, message: str) -> AssertionError:
+    name = getattr(cls, "name", None)
+    label = cls.__name__ if isinstance(cls, type) else type(cls).__name__
+    return AssertionError(f"schedule {brief(name)} ({label}): {message}")
+
+
+def _build_schedule(cls, hyperparameters=None):
+    from .configurable import create
+
+    settings = dict(getattr(cls, "example_hyperparameters", {}) or {})
+    settings.update(hyperparameters or {})
+    try:
+        return create(cls, settings)
+    except Exception as exc:
+        raise _sfail(cls, f"cannot be built with {brief(settings)} by nnframe's create "
+                          f"({type(exc).__name__}: {exc}); give the hyperparameters that have "
+                          "no default in the class attribute example_hyperparameters") from exc
+
+
+def _rates(cls, schedule, base: float, num_epochs: int) -> list[float]:
+    rates = []
+    for epoch in range(2 * num_epochs + 2):  # past the run too: training may continue
+        try:
+            with _strict_numerics():
+                rate = schedule.rate(base, epoch, num_epochs)
+        except Exception as exc:
+            raise _sfail(cls, f"rate({base}, {epoch}, {num_epochs}) raised "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating))
+                or not np.isfinite(rate) or rate < 0):
+            raise _sfail(cls, f"rate({base}, {epoch}, {num_epochs}) returned {brief(rate)}; "
+                              "a learning rate is a finite number >= 0")
+        rates.append(float(rate))
+    return rates
+
+
+def _schedule_contract(cls) -> None:
+    try:
+        check_contract(cls, "schedule")
+    except PluginContractError as exc:
+        raise _sfail(cls, str(exc)) from exc
+    schedule = _build_schedule(cls)
+    hyper = schedule.hyperparameters
+    if _build_schedule(cls, hyper).hyperparameters != hyper:
+        raise _sfail(cls, f"built again with its recorded hyperparameters {brief(hyper)} it "
+                          "records others; pass each value on to super().__init__ unchanged")
+
+
+def _schedule_finite(cls) -> None:
+    schedule = _build_schedule(cls)
+    for base, num_epochs in SCHEDULE_PROBES:
+        _rates(cls, schedule, base, num_epochs)
+
+
+def _schedule_stateless(cls) -> None:
+    """Rates depend on the arguments only: in any order, from any instance, the same."""
+    schedule = _build_schedule(cls)
+    before = _state(schedule)
+    forward = _rates(cls, schedule, 0.1, 10)
+    backward = [schedule.rate(0.1, epoch, 10) for epoch in reversed(range(len(forward)))]
+    fresh = _rates(cls, _build_schedule(cls), 0.1, 10)
+    change = _state_change(before, _state(schedule))
+    if change:
+        raise _sfail(cls, f"rate changed the schedule ({change}); a saved model resumes a "
+                          "schedule from its epoch count alone, so keep no state")
+    if forward != backward[::-1] or forward != fresh:
+        raise _sfail(cls, "rate gave different values for the same arguments (in another "
+                          "order or from a fresh instance); it must depend on them alone")
+
+
+def _schedule_save_and_load(cls) -> None:
+    import dill
+
+    from . import persistence
+
+    schedule = _build_schedule(cls)
+    data = dill.dumps({"hyperparameters": schedule.hyperparameters}, protocol=4)
+    persistence._scan(data, "the schedule record")
+    record = persistence._PlainUnpickler(io.BytesIO(data)).load()
+    again = _build_schedule(cls, record["hyperparameters"])
+    if _rates(cls, again, 0.1, 10) != _rates(cls, schedule, 0.1, 10):
+        raise _sfail(cls, "rebuilt from its saved hyperparameters it gives other rates")
+
+
+SCHEDULE_CHECKS: tuple[Check, ...] = (
+    Check("contract", "schedule", _schedule_contract,
+          "an nnframe.Schedule subclass with a snake_case name, built with its defaults (and "
+          "example_hyperparameters), recording plain hyperparameters that rebuild it"),
+    Check("finite_nonnegative", "schedule", _schedule_finite,
+          "rate returns a finite number >= 0 for every epoch of a run and beyond"),
+    Check("stateless", "schedule", _schedule_stateless,
+          "rate depends on its arguments only, and leaves the instance unchanged"),
+    Check("save_and_load", "schedule", _schedule_save_and_load,
+          "rebuilt from its hyperparameters through the plain loader, it gives the same rates"),
+)
+
+
+def check_schedule(cls: type[Schedule]) -> None:
+    """Run every schedule check of the conformance kit on the class `cls`.
+
+    Args:
+        cls: The registered [Schedule][nnframe.Schedule] subclass (the class). Hyperparameters
+            without a default are taken from its `example_hyperparameters` class attribute.
+
+    Raises:
+        AssertionError: At the first failed check, naming the schedule and what it did.
+    """
+    for check in SCHEDULE_CHECKS:
+        check.run(cls)
+
+
 def checks_for(obj: object) -> tuple[Check, ...]:
     if isinstance(obj, type) and issubclass(obj, Optimizer):
         return OPTIMIZER_CHECKS
+    if isinstance(obj, type) and issubclass(obj, Schedule):
+        return SCHEDULE_CHECKS
     return COST_CHECKS if isinstance(obj, Cost) else ACTIVATION_CHECKS
 
 
@@ -1218,7 +1336,7 @@ def conformance_cases(plugin: str | None = None) -> list[ConformanceCase]:
     registry = get_registry()
     cases: list[ConformanceCase] = []
     found = False
-    for kind in ("activation", "cost", "optimizer"):
+    for kind in ("activation", "cost", "optimizer", "schedule"):
         for name, entry in sorted(registry.entries[kind].items()):
             if plugin is not None and not _matches(entry.provider, plugin):
                 continue

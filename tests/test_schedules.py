@@ -199,3 +199,71 @@ def test_a_wrong_schedule_argument_says_what_is_expected(bad, message):
     x, ids = data()
     with pytest.raises(InputError, match=message):
         network().train(30, x, ids, 1, 0.1, schedule=bad)
+
+
+# -- the conformance kit ------------------------------------------------------------------
+def test_every_builtin_and_a_plugin_schedule_pass_the_kit(make_plugin):
+    from nnframe.builtins.schedules import BUILTIN_SCHEDULES
+    from nnframe.testing import check_schedule, conformance_cases
+
+    for cls in BUILTIN_SCHEDULES:
+        check_schedule(cls)
+    make_plugin("nnframe-invsqrt", INVERSE_SQRT)
+    nnframe.reload_plugins()
+    cases = [c for c in conformance_cases("nnframe-invsqrt")]
+    assert {c.id for c in cases} >= {"schedule:inverse_sqrt::stateless",
+                                     "schedule:inverse_sqrt::finite_nonnegative"}
+    for case in cases:
+        case()
+
+
+class Negative(nnframe.Schedule):
+    name = "negative"
+
+    def rate(self, base_rate, epoch, num_epochs):
+        return base_rate * (1 - epoch / 5)  # below 0 after epoch 5
+
+
+class Counting(nnframe.Schedule):
+    name = "counting"
+    calls = 0
+
+    def rate(self, base_rate, epoch, num_epochs):
+        Counting.calls += 1
+        return base_rate
+
+
+class Halving(nnframe.Schedule):
+    name = "halving"
+
+    def __init__(self):
+        super().__init__()
+        self.current = None
+
+    def rate(self, base_rate, epoch, num_epochs):  # remembers: wrong after a resume
+        self.current = base_rate if self.current is None else self.current / 2
+        return self.current
+
+
+class NeedsSettings(nnframe.Schedule):
+    name = "needs_settings"
+
+    def __init__(self, period):
+        super().__init__(period=period)
+
+    def rate(self, base_rate, epoch, num_epochs):
+        return base_rate
+
+
+@pytest.mark.parametrize("cls, check, message", [
+    (Negative, "finite_nonnegative", r"rate\(0.1, 6, 10\) returned -0.0199"),
+    (Counting, "stateless", "rate changed the schedule.*Counting.calls"),
+    (Halving, "stateless", "rate changed the schedule.*self.current"),
+    (NeedsSettings, "contract", "example_hyperparameters"),
+])
+def test_broken_schedules_fail_the_named_check(cls, check, message):
+    from nnframe.testing import SCHEDULE_CHECKS
+
+    found = next(c for c in SCHEDULE_CHECKS if c.name == check)
+    with pytest.raises(AssertionError, match=f"schedule '{cls.name}'.*{message}"):
+        found.run(cls)

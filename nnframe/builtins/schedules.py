@@ -54,6 +54,7 @@ class Step(_Warmup):
     """``base * gamma ** (epoch // step_size)``: ``torch.optim.lr_scheduler.StepLR``."""
 
     name = "step"
+    example_hyperparameters = {"step_size": 3}
 
     def __init__(self, step_size: int, gamma: float = 0.1, warmup: int = 0) -> None:
         super().__init__(step_size=step_size, gamma=gamma, warmup=warmup)
@@ -72,6 +73,7 @@ class Exponential(_Warmup):
     """``base * gamma ** epoch``: ``torch.optim.lr_scheduler.ExponentialLR``."""
 
     name = "exponential"
+    example_hyperparameters = {"gamma": 0.9}
 
     def __init__(self, gamma: float, warmup: int = 0) -> None:
         super().__init__(gamma=gamma, warmup=warmup)
