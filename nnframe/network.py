@@ -68,6 +68,9 @@ class NeuralNetwork:
         history: Per-epoch `loss`, `accuracy` and `learning_rate` (and `val_loss`,
             `val_accuracy`) of every `train` call so far, completed epochs only.
         epochs: The number of epochs trained so far (saved with the model).
+        metadata: A dict of your own plain data (strings, numbers, bools, `None`, lists and
+            dicts with string keys), saved with the model and loaded back; `nnframe train`
+            keeps its settings there under `"nnframe_train"`.
         learning_rate: The learning rate of the last `train` call, or `None`.
         error: What the last `calculate_error` returned, or `None`.
 
@@ -137,6 +140,7 @@ class NeuralNetwork:
         self._saved_optimizer: tuple[NNFrameError, dict] | None = None
         self._shuffle: np.random.Generator | None = None
         self.epochs = 0
+        self.metadata: dict = {}
         self._schedule: ScheduleRun | None = None
         self._saved_schedule: tuple[NNFrameError, dict] | None = None
 
