@@ -186,6 +186,19 @@ class EarlyStopping(Callback):
         """Start afresh; refuse a `monitor` this training does not record."""
         _check_monitor(self.monitor, state, "EarlyStopping")
         self._reset()
+        carried, self._carried = getattr(self, "_carried", None), None
+        if carried is not None:  # what an interrupted run had seen (nnframe train --resume)
+            values, weights = carried
+            for epoch, value in enumerate(values, start=1 - len(values)):
+                self.wait += 1
+                if self._monitor.improved(value):
+                    self.best, self.best_epoch, self.wait = value, epoch, 0
+            self._best_weights = weights if self.restore_best_weights else None
+
+    def _carry_over(self, values: list[float], best_weights) -> None:
+        """Continue, in the next `train` call, after the monitored ``values`` of earlier
+        epochs whose best had ``best_weights`` (`nnframe train --resume`)."""
+        self._carried = (list(values), best_weights)
 
     def on_epoch_end(self, state: TrainingState) -> None:
         """Count the epoch, and stop (restoring the best weights) when patience runs out."""
@@ -253,8 +266,16 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             _check_monitor(self.monitor, state, "ModelCheckpoint")
         self._monitor.reset()
+        for value in getattr(self, "_carried", None) or []:
+            self._monitor.improved(value)
+        self._carried = None
         self.best = self._monitor.best
         self.saved_epochs = []
+
+    def _carry_over(self, values: list[float]) -> None:
+        """Count the monitored ``values`` of earlier epochs in the next `train` call's best
+        (`nnframe train --resume`)."""
+        self._carried = list(values)
 
     def on_epoch_end(self, state: TrainingState) -> None:
         """Write the file (with `save_best_only`, only when the value improved)."""
