@@ -183,7 +183,11 @@ class EarlyStopping(Callback):
         self._best_weights = None
 
     def on_train_begin(self, state: TrainingState) -> None:
-        """Start afresh; refuse a `monitor` this training does not record."""
+        """Start afresh; refuse a `monitor` this training does not record.
+
+        Args:
+            state: The training state.
+        """
         _check_monitor(self.monitor, state, "EarlyStopping")
         self._reset()
         carried, self._carried = getattr(self, "_carried", None), None
@@ -201,7 +205,11 @@ class EarlyStopping(Callback):
         self._carried = (list(values), best_weights)
 
     def on_epoch_end(self, state: TrainingState) -> None:
-        """Count the epoch, and stop (restoring the best weights) when patience runs out."""
+        """Count the epoch, and stop (restoring the best weights) when patience runs out.
+
+        Args:
+            state: The training state.
+        """
         current = state.history[self.monitor][-1]
         self.wait += 1
         if self._monitor.improved(current):
@@ -258,7 +266,11 @@ class ModelCheckpoint(Callback):
         self.saved_epochs: list[int] = []
 
     def on_train_begin(self, state: TrainingState) -> None:
-        """Refuse a missing directory or monitored key before any epoch runs."""
+        """Refuse a missing directory or monitored key before any epoch runs.
+
+        Args:
+            state: The training state.
+        """
         if not self.path.parent.is_dir():
             raise InputError(f"ModelCheckpoint cannot save to {str(self.path)!r}: the "
                              f"directory {str(self.path.parent)!r} does not exist; create "
@@ -278,7 +290,11 @@ class ModelCheckpoint(Callback):
         self._carried = list(values)
 
     def on_epoch_end(self, state: TrainingState) -> None:
-        """Write the file (with `save_best_only`, only when the value improved)."""
+        """Write the file (with `save_best_only`, only when the value improved).
+
+        Args:
+            state: The training state.
+        """
         if self.save_best_only:
             if not self._monitor.improved(state.history[self.monitor][-1]):
                 return
@@ -319,7 +335,11 @@ class ProgressBar(Callback):
         self._bar = None
 
     def on_train_begin(self, state: TrainingState) -> None:
-        """Pick the stream and whether to draw live."""
+        """Pick the stream and whether to draw live.
+
+        Args:
+            state: The training state.
+        """
         self._out = self.file if self.file is not None else sys.stderr
         isatty = getattr(self._out, "isatty", None)
         self._live = bool(isatty and isatty())
@@ -327,7 +347,11 @@ class ProgressBar(Callback):
                        else self.initial_epoch + state.num_epochs)
 
     def on_epoch_begin(self, state: TrainingState) -> None:
-        """Start the epoch's bar."""
+        """Start the epoch's bar.
+
+        Args:
+            state: The training state.
+        """
         from tqdm import tqdm
 
         self._start = time.perf_counter()
@@ -338,7 +362,11 @@ class ProgressBar(Callback):
                          mininterval=0.1)
 
     def on_batch_end(self, state: TrainingState) -> None:
-        """Advance the bar and show the running loss, accuracy and rate."""
+        """Advance the bar and show the running loss, accuracy and rate.
+
+        Args:
+            state: The training state.
+        """
         bar = self._bar
         if bar is None:
             return
@@ -349,7 +377,11 @@ class ProgressBar(Callback):
             bar.refresh() if state.batch == state.num_batches else bar.update(0)
 
     def on_epoch_end(self, state: TrainingState) -> None:
-        """Finish the epoch's line with its results (one line off a terminal)."""
+        """Finish the epoch's line with its results (one line off a terminal).
+
+        Args:
+            state: The training state.
+        """
         bar, self._bar = self._bar, None
         if bar is None:
             return
@@ -372,7 +404,11 @@ class ProgressBar(Callback):
         bar.close()
 
     def on_train_end(self, state: TrainingState) -> None:
-        """Close a bar left open."""
+        """Close a bar left open.
+
+        Args:
+            state: The training state.
+        """
         if self._bar is not None:
             self._bar.close()
             self._bar = None
