@@ -3,6 +3,7 @@
 Importing nnframe does no plugin work; plugins load on the first name lookup.
 """
 
+from . import callbacks
 from .base import Activation, Cost
 from .errors import (
     DataError,
@@ -66,6 +67,7 @@ __all__ = [
     "UnknownNameError",
     "UnsafeModelError",
     "__version__",
+    "callbacks",
     "get_activation",
     "get_cost",
     "get_optimizer",

@@ -7,8 +7,8 @@ import io
 import itertools
 import json
 import sys
-import time
 import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,46 +52,6 @@ class _Help(argparse.HelpFormatter):
 
 def _err(message: str) -> None:
     print(f"nnframe: {message}", file=sys.stderr)
-
-
-# -- progress ------------------------------------------------------------------------------
-class EpochProgress:
-    """A per-epoch progress bar on stderr: redrawn in place on a terminal, one line per
-    epoch otherwise (logs, CI)."""
-
-    def __init__(self, stream=None, width: int = 24):
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.live = self.stream.isatty()
-        self.started = time.perf_counter()
-        self.last_draw = 0.0
-
-    def __call__(self, state) -> None:
-        if state.epoch_done:
-            self._end(state)
-        elif self.live and (time.perf_counter() - self.last_draw > 0.1
-                            or state.batch == state.num_batches):
-            self.last_draw = time.perf_counter()
-            self._draw(state)
-
-    def _bar(self, state) -> str:
-        filled = int(self.width * state.batch / state.num_batches)
-        return "#" * filled + "-" * (self.width - filled)
-
-    def _draw(self, state) -> None:
-        print(f"\repoch {state.epoch:>3}/{state.num_epochs} [{self._bar(state)}] "
-              f"{state.batch}/{state.num_batches} loss {state.loss:.4f} "
-              f"acc {state.accuracy:6.2f}%", end="", file=self.stream, flush=True)
-
-    def _end(self, state) -> None:
-        extra = ""
-        if state.history.get("val_accuracy"):
-            extra = (f" | test loss {state.history['val_loss'][-1]:.4f} "
-                     f"acc {state.history['val_accuracy'][-1]:6.2f}%")
-        prefix = "\r" if self.live else ""
-        print(f"{prefix}epoch {state.epoch:>3}/{state.num_epochs} [{'#' * self.width}] "
-              f"loss {state.loss:.4f} acc {state.accuracy:6.2f}%{extra} "
-              f"({time.perf_counter() - self.started:.1f}s)", file=self.stream, flush=True)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -237,23 +197,148 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 # -- commands ------------------------------------------------------------------------------
+CHECKPOINT = "checkpoint.pkl"  # in --out, rewritten atomically after every epoch
+BEST = "best.pkl"  # in --out with --early-stopping: the best epoch so far
+# What `nnframe train` records in a checkpoint's metadata to resume it.
+TRAIN_KEY = "nnframe_train"
+SAVED_SETTINGS = ("hidden", "activation", "output_activation", "cost", "epochs", "batch_size",
+                  "learning_rate", "seed", "dtype", "subset", "optimizer", "dropout",
+                  "schedule", "validation_split", "early_stopping", "out", "sample",
+                  "data_dir", "no_download", "no_plot")
+# Options that --resume accepts: where the data and results are, and how far to train.
+RESUME_OPTIONS = {"--resume", "--epochs", "--out", "--no-plot", "--data-dir", "--no-download",
+                  "--sample"}
+
+
+def _rates(text: str | None, hidden: int) -> list[float] | None:
+    """--dropout as one rate per layer (input first, output 0), or None for no dropout."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 <= v < 1 for v in values):
+        raise InputError(f"--dropout takes rates in [0, 1) such as 0.5 or 0.2,0.5, got "
+                         f"{text!r}.")
+    if len(values) == 1:  # every hidden layer
+        return [0.0, *values * hidden, 0.0]
+    if len(values) == 2:  # the input layer, then every hidden layer
+        return [values[0], *[values[1]] * hidden, 0.0]
+    if len(values) == hidden + 1:  # the input layer, then one per hidden layer
+        return [*values, 0.0]
+    raise InputError(f"--dropout has {len(values)} rates for {hidden} hidden layers; give "
+                     "one rate for every hidden layer, INPUT,HIDDEN, or the input's then one "
+                     f"per hidden layer ({hidden + 1} rates).")
+
+
+def _build_schedule(args):
+    """The schedule named by --schedule with its --schedule-option values, or None."""
+    from .registry import get_schedule
+
+    options: dict[str, object] = {}
+    for name, value, text in args.schedule_option or []:
+        if name in options:
+            raise InputError(f"the schedule hyperparameter {name} is given twice (again by "
+                             f"--schedule-option {text}); give it once.")
+        options[name] = value
+    if args.schedule is None:
+        if options:
+            raise InputError("--schedule-option needs --schedule NAME, such as --schedule "
+                             "step --schedule-option step_size=5.")
+        return None
+    try:
+        return get_schedule(args.schedule, **options)
+    except NNFrameError:
+        raise
+    except Exception as exc:  # a plugin's __init__ failing its own way: still one line
+        raise InputError(f"the schedule {args.schedule!r} cannot be created with "
+                         f"{options}: {type(exc).__name__}: {str(exc)[:200]}.") from None
+
+
+def _check_training_options(args) -> None:
+    if args.validation_split is not None and not 0 < args.validation_split < 1:
+        raise InputError(f"--validation-split must be a fraction between 0 and 1 such as 0.1, "
+                         f"got {args.validation_split:g}.")
+    if args.early_stopping is not None:
+        if args.early_stopping < 0:
+            raise InputError(f"--early-stopping takes a patience in epochs (>= 0), got "
+                             f"{args.early_stopping}.")
+        if args.validation_split is None:
+            raise InputError("--early-stopping needs --validation-split F (such as 0.1): it "
+                             "watches the loss on images held out from the training set, "
+                             "never the test set.")
+
+
+def _resume(args, given: set[str]):
+    """The checkpoint to continue, with its saved settings copied onto ``args``."""
+    from .persistence import load
+
+    extra = sorted(given - RESUME_OPTIONS)
+    if extra:
+        them = "it" if len(extra) == 1 else "them"
+        raise InputError(f"--resume continues {args.resume} with its saved settings, so "
+                         f"{', '.join(extra)} cannot be given; drop {them} (only --epochs, "
+                         "--out, --no-plot and the data options may change).")
+    network = load(args.resume)
+    record = network.metadata.get(TRAIN_KEY)
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise InputError(f"{args.resume} holds no `nnframe train` settings, so it cannot be "
+                         "resumed from the command line; continue it in Python with "
+                         "nnframe.load(path).train(...).")
+    for key, value in record["settings"].items():
+        if key in SAVED_SETTINGS and ((f"--{key.replace('_', '-')}" not in given)
+                                      or key not in ("epochs", "out", "no_plot", "data_dir",
+                                                     "no_download", "sample")):
+            setattr(args, key, value)
+    return network, record
+
+
+def _fingerprint(x: np.ndarray, y: np.ndarray) -> dict:
+    """What identifies the training images and their order (checked on --resume)."""
+    return {"rows": len(y), "inputs_crc32": zlib.crc32(np.ascontiguousarray(x).data),
+            "labels_crc32": zlib.crc32(np.ascontiguousarray(y, dtype=np.int64).data)}
+
+
+def _held_out(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to train on and rows held out for validation (each digit in its share, drawn
+    with ``seed``); both keep the data's order."""
+    from .datasets import stratified_subset
+
+    count = min(max(1, round(fraction * len(y))), len(y) - 1)
+    held = np.sort(stratified_subset(y, count, seed=seed + 1))
+    keep = np.setdiff1d(np.arange(len(y)), held, assume_unique=True)
+    return keep, held
+
+
 def _cmd_train(args) -> int:
+    from .callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
     from .network import NeuralNetwork
 
-    hidden = _int_list(args.hidden, "--hidden") if args.hidden.strip() else []
-    names = [a.strip() for a in args.activation.split(",") if a.strip()]
-    if len(names) == 1:
-        names = names * len(hidden)
-    if len(names) != len(hidden):
-        raise InputError(f"--activation has {len(names)} names for {len(hidden)} hidden layers; "
-                         "give one name for all, or one per hidden layer.")
+    given = getattr(args, "given", set())
+    record = None
+    if args.resume:
+        network, record = _resume(args, given)
+        optimizer = schedule = None  # both continue with their saved state
     _check_numbers(args)
-    sizes = [784, *hidden, 10]
-    _check_network_size(sizes, args.dtype)
-    # Build first: an unknown activation or cost fails before any data is loaded.
-    network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],
-                            args.cost, dtype=args.dtype, seed=args.seed)
-    optimizer = _build_optimizer(args)  # an unknown name or hyperparameter fails here too
+    _check_training_options(args)
+    if not args.resume:
+        hidden = _int_list(args.hidden, "--hidden") if args.hidden.strip() else []
+        names = [a.strip() for a in args.activation.split(",") if a.strip()]
+        if len(names) == 1:
+            names = names * len(hidden)
+        if len(names) != len(hidden):
+            raise InputError(f"--activation has {len(names)} names for {len(hidden)} hidden "
+                             "layers; give one name for all, or one per hidden layer.")
+        sizes = [784, *hidden, 10]
+        _check_network_size(sizes, args.dtype)
+        dropout = _rates(args.dropout, len(hidden))
+        extra = {"dropout": dropout} if dropout is not None else {}
+        # Build first: an unknown activation or cost fails before any data is loaded.
+        network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],
+                                args.cost, dtype=args.dtype, seed=args.seed, **extra)
+        optimizer = _build_optimizer(args)  # an unknown name or hyperparameter fails here too
+        schedule = _build_schedule(args)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -273,38 +358,107 @@ def _cmd_train(args) -> int:
         each = (f"{counts.min()}" if counts.min() == counts.max()
                 else f"{counts.min()}-{counts.max()}")
         subset = f" (--subset: drawn at random with seed {args.seed}, {each} of each digit)"
-    print(f"{network}\noptimizer: {_describe_optimizer(optimizer)}, learning rate "
+    if args.validation_split is not None:
+        keep, held = _held_out(y_train, args.validation_split, args.seed)
+        validation = (x_train[held], y_train[held])
+        x_train, y_train = x_train[keep], y_train[keep]
+        described = (f"{len(held):,} training images held out (--validation-split "
+                     f"{args.validation_split:g}, each digit in its share, seed {args.seed})")
+        name = "validation"
+    else:
+        validation = (data.x_test, data.y_test)
+        described = "the test set (no --validation-split)"
+        name = "test"
+    fingerprint = _fingerprint(x_train, y_train)
+    if record is not None and record.get("data") != fingerprint:
+        raise InputError(f"{args.resume} was trained on other images than {data.source} "
+                         "gives with its saved --subset and --validation-split; give the "
+                         "--data-dir (or --sample) it was trained with.")
+    total = args.epochs
+    settings = {k: getattr(args, k) for k in SAVED_SETTINGS}
+    network.metadata[TRAIN_KEY] = {"settings": settings, "data": fingerprint}
+    opt = optimizer if optimizer is not None else network.optimizer
+    print(f"{network}\noptimizer: {_describe_optimizer(opt)}, learning rate "
           f"{args.learning_rate:g}, batch size {args.batch_size}\ndata: {data.source}, "
-          f"{len(x_train):,} training{subset} and {len(data.x_test):,} test images", flush=True)
-    model_path = out / "model.pkl"
-    history = network.train(args.batch_size, x_train, y_train, args.epochs,
-                            args.learning_rate, model_path, optimizer=optimizer,
-                            seed=args.seed,
-                            validation_data=(data.x_test, data.y_test),
-                            callback=EpochProgress())
+          f"{len(x_train):,} training{subset} and {len(data.x_test):,} test images",
+          flush=True)
+    if args.validation_split is not None:
+        print(f"validation: {described}", flush=True)
+    remaining = max(total - network.epochs, 0)
+    if args.resume:
+        print(f"resuming {args.resume} after epoch {network.epochs} of {total}", flush=True)
+    callbacks = [ProgressBar(initial_epoch=network.epochs, total_epochs=total,
+                             validation_name="val" if name == "validation" else "test")]
+    if args.early_stopping is not None:
+        stopper = EarlyStopping("val_loss", patience=args.early_stopping,
+                                restore_best_weights=True)
+        best = ModelCheckpoint(out / BEST, "val_loss", save_best_only=True)
+        if args.resume:
+            _continue_early_stopping(network, stopper, best, out / BEST)
+        callbacks += [best, stopper]
+    callbacks.append(ModelCheckpoint(out / CHECKPOINT))  # after the stop: a stopped run's
+    model_path = out / "model.pkl"                        # checkpoint has its final weights
+    network.train(args.batch_size, x_train, y_train, remaining, args.learning_rate,
+                  optimizer=optimizer, schedule=schedule,
+                  seed=None if args.resume else args.seed, validation_data=validation,
+                  callbacks=callbacks)
+    if args.early_stopping is not None and stopper.stopped_epoch:
+        network.metadata[TRAIN_KEY]["settings"]["epochs"] = total = network.epochs
+        network.save(out / CHECKPOINT)  # finished: resuming it trains nothing more
+        print(f"early stopping: val_loss did not improve for {args.early_stopping} epochs; "
+              f"the weights of epoch {int(np.argmin(network.history['val_loss'])) + 1} "
+              "are restored", flush=True)
+    network.save(model_path)
     accuracy = network.check_accuracy(None, data.x_test, data.y_test)
+    from . import _validation
+
+    targets, _ = _validation.labels(data.y_test, len(data.y_test), 10, network.dtype)
+    test_loss = float(network._loss.loss(network._infer(data.x_test.astype(network.dtype)),
+                                         targets))
     from ._files import atomic_write
 
     history_path = out / "history.json"
-    settings = {k: getattr(args, k) for k in DEFAULTS}
-    settings["optimizer"] = optimizer.name  # as registered, whatever the case typed
-    settings["optimizer_hyperparameters"] = optimizer.hyperparameters  # defaults included
+    settings = {k: getattr(args, k) for k in (*DEFAULTS, "dropout", "schedule",
+                                              "validation_split", "early_stopping")}
+    settings["epochs"] = total
+    settings["optimizer"] = network.optimizer.name  # as registered, whatever the case typed
+    settings["optimizer_hyperparameters"] = network.optimizer.hyperparameters
+    if network.schedule is not None:
+        settings["schedule"] = network.schedule.name
+        settings["schedule_hyperparameters"] = network.schedule.hyperparameters
     record = {"network": repr(network), "data": data.source, "test_accuracy": accuracy,
-              "settings": settings, **history}
+              "test_loss": test_loss, "validation": described, "settings": settings,
+              **network.history}
     atomic_write(history_path, json.dumps(record, indent=2).encode(), error=NNFrameError)
-    written = [f"model:   {model_path}", f"history: {history_path}"]
+    written = [f"model:      {model_path}", f"checkpoint: {out / CHECKPOINT}",
+               f"history:    {history_path}"]
     if not args.no_plot:
         try:
             from .plotting import plot_history
 
-            plot = plot_history(history, out / "history.png", title=repr(network),
-                                validation_label="test")
-            written.append(f"plot:    {plot}")
+            plot = plot_history(network.history, out / "history.png", title=repr(network),
+                                validation_label=name)
+            written.append(f"plot:       {plot}")
         except NNFrameError as exc:
             _err(f"note: no plot written: {exc}")
     print(f"test accuracy: {accuracy:.2f}% on {len(data.x_test):,} test images")
     print("\n".join(written))
     return 0
+
+
+def _continue_early_stopping(network, stopper, best, best_path: Path) -> None:
+    """Give a resumed run's EarlyStopping and best-model checkpoint what the interrupted run
+    had seen: its validation losses so far and the weights of its best epoch."""
+    from .persistence import load
+
+    values = network.history.get("val_loss", [])
+    weights = None
+    if best_path.exists() and values:
+        saved = load(best_path)
+        if saved.epochs == int(np.argmin(values)) + 1:  # Keras' first best, as replayed
+            weights = [p.copy() for p in saved.parameters()]
+    stopper._carry_over(values, weights)
+    best._carry_over(values)
 
 
 def _load_model(path: str, trusted: bool):
@@ -543,6 +697,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set any hyperparameter of the optimizer, such as beta2=0.99 or "
                    "nesterov=true (repeatable); values are read as true/false, integers, "
                    "numbers such as 1e-4, or else text; others keep their defaults")
+    p.add_argument("--schedule", metavar="NAME",
+                   help="the learning rate per epoch: any registered schedule (see `nnframe "
+                   "plugins`), such as step, exponential, cosine (default: the same rate "
+                   "every epoch)")
+    p.add_argument("--schedule-option", type=_optimizer_option, action="append",
+                   metavar="NAME=VALUE",
+                   help="set a hyperparameter of the schedule, such as step_size=5 or "
+                   "warmup=2 (repeatable), read as --optimizer-option values are")
+    p.add_argument("--dropout", metavar="RATES",
+                   help="dropout while training: one rate for every hidden layer (0.5), "
+                   "INPUT,HIDDEN (0.2,0.5), or the input's then one per hidden layer; rates "
+                   "in [0, 1)")
+    p.add_argument("--validation-split", type=float, metavar="F",
+                   help="hold out this fraction of the training images (each digit in its "
+                   "share, drawn with --seed) and validate on it after every epoch; without "
+                   "it, every epoch is validated on the test set")
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                   help="stop when the validation loss has not improved for PATIENCE epochs "
+                   "and keep the best epoch's weights (needs --validation-split)")
+    p.add_argument("--resume", metavar="FILE",
+                   help="continue an interrupted run from its checkpoint (--out/"
+                   f"{CHECKPOINT}) with its saved settings, up to its --epochs unless a new "
+                   "--epochs is given")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                    help="seed for initialisation and shuffling")
     p.add_argument("--dtype", choices=["float32", "float64"], default=DEFAULTS["dtype"],
@@ -551,7 +728,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on N training images drawn at random (--seed) with each digit "
                    "in its share; 0 means all")
     p.add_argument("--out", default=DEFAULTS["out"], metavar="DIR",
-                   help="where model.pkl, history.json and history.png go")
+                   help=f"where model.pkl, {CHECKPOINT} (after every epoch), history.json and "
+                   "history.png go")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     _add_data_options(p)
     p.set_defaults(func=_cmd_train)
@@ -614,7 +792,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # line on stderr, like the errors, not Python's file:line dump with a source line.
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    # The options typed (not defaulted): --resume accepts only a few.
+    args.given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

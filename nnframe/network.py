@@ -11,6 +11,7 @@ from . import _diagnosis, _parallel, _validation, ops
 from ._diagnosis import ShapeBreach
 from ._text import brief
 from .base import Activation, Cost
+from .callbacks import Callback
 from .errors import InputError, NNFrameError, PluginContractError
 from .layer import Layer, resolve_activation
 from .optimizers import Gradients, Optimizer, OptimizerRun
@@ -67,6 +68,9 @@ class NeuralNetwork:
         history: Per-epoch `loss`, `accuracy` and `learning_rate` (and `val_loss`,
             `val_accuracy`) of every `train` call so far, completed epochs only.
         epochs: The number of epochs trained so far (saved with the model).
+        metadata: A dict of your own plain data (strings, numbers, bools, `None`, lists and
+            dicts with string keys), saved with the model and loaded back; `nnframe train`
+            keeps its settings there under `"nnframe_train"`.
         learning_rate: The learning rate of the last `train` call, or `None`.
         error: What the last `calculate_error` returned, or `None`.
 
@@ -136,6 +140,7 @@ class NeuralNetwork:
         self._saved_optimizer: tuple[NNFrameError, dict] | None = None
         self._shuffle: np.random.Generator | None = None
         self.epochs = 0
+        self.metadata: dict = {}
         self._schedule: ScheduleRun | None = None
         self._saved_schedule: tuple[NNFrameError, dict] | None = None
 
@@ -499,7 +504,8 @@ class NeuralNetwork:
               filename: str | Path | None = None, *, optimizer: str | Optimizer | None = None,
               schedule: str | Schedule | None = None, seed: int | None = None,
               validation_data: tuple | None = None, verbose: bool = False,
-              callback: Callable[[TrainingState], None] | None = None) -> dict[str, list]:
+              callback: Callable[[TrainingState], None] | None = None,
+              callbacks: Sequence[Callback] | None = None) -> dict[str, list]:
         """Mini-batch training over every sample, every epoch.
 
         The order is shuffled each epoch (reproducibly with `seed`); the last batch may be
@@ -538,10 +544,18 @@ class NeuralNetwork:
                 `None` continues the network's shuffling generator (fresh entropy the first
                 time).
             validation_data: `(inputs, labels)` evaluated after every epoch.
-            verbose: Print one line per epoch to standard error.
-            callback: Called with a [TrainingState][nnframe.TrainingState] after every batch
-                and once more at the end of every epoch; `state.stop()` ends training after
-                that epoch.
+            verbose: Show a progress bar per epoch on standard error (tqdm: loss,
+                accuracy, learning rate, rate and time left; one line per epoch when
+                standard error is not a terminal), as
+                [ProgressBar][nnframe.callbacks.ProgressBar].
+            callback: A plain function, called with a [TrainingState][nnframe.TrainingState]
+                after every batch and once more at the end of every epoch (then with
+                `epoch_done=True`); `state.stop()` ends training after that epoch.
+            callbacks: [Callback][nnframe.callbacks.Callback] objects such as
+                [EarlyStopping][nnframe.callbacks.EarlyStopping] and
+                [ModelCheckpoint][nnframe.callbacks.ModelCheckpoint], called in order
+                after `callback` at the start and end of training, of every epoch and
+                after every batch.
 
         Returns:
             The history of this call: `loss` and `accuracy` per epoch (means over the epoch's
@@ -564,6 +578,7 @@ class NeuralNetwork:
         if callback is not None and not callable(callback):
             raise InputError(f"callback must be callable (it receives a TrainingState after "
                              f"every batch), got {type(callback).__name__}.")
+        callbacks = _callbacks(callbacks)
         path = None
         if filename is not None:
             path = _validation.model_path(filename)
@@ -589,7 +604,7 @@ class NeuralNetwork:
         trainer = Trainer(self, run, batch_size=min(batch_size, len(x)), num_epochs=num_epochs,
                           learning_rate=learning_rate, rng=self._shuffle,
                           schedule=schedule_run, validation=val,
-                          callback=callback, verbose=verbose)
+                          callback=callback, callbacks=callbacks, verbose=verbose)
         history = trainer.fit(x, y, ids)
         if path is not None:
             self.save(path)
@@ -711,6 +726,27 @@ def _dropout(value, num_layers: int) -> list[float]:
         raise InputError(f"dropout[{num_layers - 1}] is {brief(rates[-1])}, but the output "
                          "layer cannot drop units; its rate must be 0.")
     return [float(rate) for rate in rates]
+
+
+def _callbacks(value) -> list[Callback]:
+    """``callbacks=`` as a list of Callback objects, or a clear error."""
+    if value is None:
+        return []
+    if isinstance(value, Callback):
+        value = [value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InputError(f"callbacks must be a list of nnframe.callbacks.Callback objects "
+                         f"such as [EarlyStopping()], got {type(value).__name__}.")
+    for i, item in enumerate(value):
+        if isinstance(item, type) and issubclass(item, Callback):
+            raise InputError(f"callbacks[{i}] is the class {item.__name__}; pass an instance "
+                             f"({item.__name__}(...)).")
+        if not isinstance(item, Callback):
+            hint = (" For a plain function use callback=f (called after every batch)."
+                    if callable(item) else "")
+            raise InputError(f"callbacks[{i}] is {type(item).__name__} {brief(item)}, not an "
+                             f"nnframe.callbacks.Callback.{hint}")
+    return list(value)
 
 
 def _sequence(value, name: str, length: int) -> list:

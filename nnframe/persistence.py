@@ -130,7 +130,37 @@ def to_payload(network) -> dict:
         "epochs": network.epochs,
         "dropout": list(network.dropout),
         "schedule": _schedule_record(network),
+        "metadata": _plain_metadata(network.metadata),
     }
+
+
+def _plain_metadata(value, where: str = "metadata", depth: int = 0):
+    """``network.metadata`` checked to be plain data the safe loader accepts (a copy), or
+    an InputError naming the entry that is not."""
+    if depth > MAX_DEPTH - 8:  # the payload itself nests a few levels
+        raise InputError(f"network.{where} nests more than {MAX_DEPTH - 8} levels deep.")
+    if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+        raise InputError(f"network.{where} is a string of {len(value):,} characters; model "
+                         f"files hold strings of at most {MAX_STRING_CHARS:,}.")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise InputError(f"network.{where} is an integer wider than 64 bits.")
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain_metadata(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise InputError(f"network.{where} has the key {brief(key)}; metadata keys "
+                                 "must be strings.")
+        return {k: _plain_metadata(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
+    raise InputError(f"network.{where} is {type(value).__name__} {brief(value)}; metadata "
+                     "holds only strings, numbers, bools, None, lists and dicts (convert "
+                     "NumPy values with float() or .tolist()).")
 
 
 def _schedule_record(network) -> dict | None:
@@ -626,6 +656,13 @@ def from_payload(payload, where: str = "the model", *, trusted: bool = False):
     record = payload.get("schedule")
     if record is not None:
         _restore_schedule(network, record, where)
+    metadata = payload.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise _bad(where, f"metadata is {brief(metadata)}, not a dict")
+    try:  # a trusted file is not scanned: check it is plain data here too
+        network.metadata = _plain_metadata(metadata)
+    except InputError as exc:
+        raise _bad(where, str(exc).rstrip(".")) from None
     return network
 
 

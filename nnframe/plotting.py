@@ -24,10 +24,10 @@ def plot_history(history: dict[str, list[float]], path: str | Path, *,
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     from matplotlib.ticker import MaxNLocator
 
-    for key, label in (("loss", "training"), ("val_loss", validation_label)):
+    for key, label in (("loss", "train"), ("val_loss", validation_label)):
         if history.get(key):
             ax_loss.plot(epochs, history[key], marker="o", label=label)
-    for key, label in (("accuracy", "training"), ("val_accuracy", validation_label)):
+    for key, label in (("accuracy", "train"), ("val_accuracy", validation_label)):
         if history.get(key):
             ax_acc.plot(epochs, history[key], marker="o", label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")

@@ -14,9 +14,9 @@ the shuffling generator of its start, and takes the epoch out of both histories.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,22 +29,26 @@ from .schedules import ScheduleRun
 
 @dataclass
 class TrainingState:
-    """What a `train(..., callback=f)` callback receives after every batch.
+    """What callbacks receive: a `train(..., callback=f)` function after every batch, and
+    the methods of [Callback][nnframe.callbacks.Callback] objects (`callbacks=[...]`).
 
-    After the last batch of an epoch (and its validation pass) the callback is called once
-    more, with `epoch_done=True` and the epoch's `history`. A callback ends training with
+    The function is called once more after the last batch of an epoch (and its validation
+    pass), with `epoch_done=True` and the epoch's `history`. A callback ends training with
     [stop][nnframe.TrainingState.stop].
 
     Attributes:
-        epoch: The current epoch, from 1.
+        epoch: The current epoch of this `train` call, from 1 (0 before the first).
         num_epochs: The number of epochs `train` was asked for.
-        batch: The batch just done, from 1 (equal to `num_batches` when `epoch_done`).
+        batch: The batch just done, from 1 (equal to `num_batches` when `epoch_done`; 0
+            before the epoch's first batch).
         num_batches: Batches per epoch.
-        loss: Running mean of the loss over the epoch so far.
+        loss: Running mean of the loss over the epoch so far (NaN before any batch).
         accuracy: Running percentage of correctly classified samples over the epoch so far.
         epoch_done: True only for the call that ends an epoch.
-        history: On that call, the history so far (the dict `train` returns); else empty.
+        history: The history of this `train` call so far (the dict `train` returns), its
+            completed epochs.
         learning_rate: The learning rate of this epoch.
+        network: The [NeuralNetwork][nnframe.NeuralNetwork] being trained.
     """
 
     epoch: int
@@ -56,6 +60,7 @@ class TrainingState:
     epoch_done: bool = False
     history: dict = field(default_factory=dict)
     learning_rate: float = 0.0
+    network: Any = field(default=None, repr=False, compare=False)
     _trainer: Trainer | None = field(default=None, init=False, repr=False, compare=False)
 
     def stop(self) -> None:
@@ -77,15 +82,20 @@ class Trainer:
         rng: The shuffling generator (the network's; it advances one permutation per epoch).
         schedule: The network's learning-rate schedule, or None for the base rate throughout.
         validation: ``(inputs, targets, class ids)`` evaluated after every epoch, or None.
-        callback: Called with a [TrainingState][nnframe.TrainingState], or None.
-        verbose: Print one line per epoch to standard error.
+        callback: Called with a [TrainingState][nnframe.TrainingState] after every batch
+            and at every epoch's end, or None.
+        callbacks: [Callback][nnframe.callbacks.Callback] objects, called in order after
+            ``callback``.
+        verbose: Show a [ProgressBar][nnframe.callbacks.ProgressBar] on standard error.
     """
 
     def __init__(self, network, run: OptimizerRun, *, batch_size: int, num_epochs: int,
                  learning_rate: float, rng: np.random.Generator,
                  schedule: ScheduleRun | None = None, validation=None,
                  callback: Callable[[TrainingState], None] | None = None,
-                 verbose: bool = False) -> None:
+                 callbacks=(), verbose: bool = False) -> None:
+        from .callbacks import Callback, ProgressBar
+
         self.network = network
         self.run = run
         self.batch_size = batch_size
@@ -96,6 +106,14 @@ class Trainer:
         self.validation = validation
         self.callback = callback
         self.verbose = verbose
+        self.callbacks = list(callbacks)
+        if callback is not None:
+            self.callbacks.insert(0, _FunctionCallback(callback))
+        if verbose:
+            self.callbacks.append(ProgressBar())
+        # Only those that override on_batch_end cost anything per batch.
+        self._batch_callbacks = [c for c in self.callbacks
+                                 if type(c).on_batch_end is not Callback.on_batch_end]
         self.stop_requested = False
 
     # -- the seams -------------------------------------------------------------------------
@@ -150,6 +168,8 @@ class Trainer:
         history: dict[str, list[float]] = {"loss": [], "accuracy": [], "learning_rate": []}
         if self.validation is not None:
             history.update(val_loss=[], val_accuracy=[])
+        self._history = history
+        self._notify("on_train_begin", self._state(0, 0, math.nan, math.nan))
         # Overflow is detected (the loss turns non-finite) and reported as one clear error
         # naming the epoch and batch, instead of a stream of NumPy RuntimeWarnings.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -166,7 +186,27 @@ class Trainer:
                     _forget_epoch(history, epoch - 1)
                     _forget_epoch(network.history, recorded)
                     raise
+        done = len(history["loss"])
+        self._notify("on_train_end", self._state(
+            done, self._num_batches, history["loss"][-1] if done else math.nan,
+            history["accuracy"][-1] if done else math.nan, epoch_done=done > 0))
         return history
+
+    def _state(self, epoch: int, batch: int, loss: float, accuracy: float, *,
+               epoch_done: bool = False, learning_rate: float = 0.0) -> TrainingState:
+        if epoch_done and self._history["learning_rate"]:
+            learning_rate = self._history["learning_rate"][-1]
+        state = TrainingState(epoch, self.num_epochs, batch, self._num_batches, loss,
+                              accuracy, epoch_done=epoch_done, history=self._history,
+                              learning_rate=learning_rate)
+        state.network = self.network
+        state._trainer = self
+        return state
+
+    def _notify(self, method: str, state: TrainingState, callbacks=None) -> None:
+        """Call ``method`` of every callback with ``state``; what they raise propagates."""
+        for callback in self.callbacks if callbacks is None else callbacks:
+            getattr(callback, method)(state)
 
     def _checkpoint(self) -> Callable[[], None]:
         """Copy what an epoch changes; the function that puts it back."""
@@ -189,6 +229,10 @@ class Trainer:
         n = len(x)
         num_batches = self._num_batches
         learning_rate = self.epoch_learning_rate()
+        self._notify("on_epoch_begin", self._state(epoch, 0, math.nan, math.nan,
+                                                   learning_rate=learning_rate))
+        batch_callbacks = self._batch_callbacks
+        in_callback = False
         total_loss = 0.0
         correct = 0
         batch, xb, yb = 0, x[:0], y[:0]
@@ -210,11 +254,14 @@ class Trainer:
                                         order[start:stop])
                 total_loss += loss * len(yb)
                 correct += int(np.count_nonzero(ops.argmax_rows(out) == ids_epoch[start:stop]))
-                if self.callback is not None:
+                if batch_callbacks:
                     seen = min((batch + 1) * self.batch_size, n)
-                    self._report(TrainingState(epoch, self.num_epochs, batch + 1, num_batches,
-                                               total_loss / seen, 100.0 * correct / seen,
-                                               learning_rate=learning_rate))
+                    in_callback = True  # what a callback raises is never a plugin's fault
+                    self._notify("on_batch_end",
+                                 self._state(epoch, batch + 1, total_loss / seen,
+                                             100.0 * correct / seen,
+                                             learning_rate=learning_rate), batch_callbacks)
+                    in_callback = False
         except NNFrameError:
             raise
         except _OptimizerFault as fault:
@@ -222,6 +269,8 @@ class Trainer:
             _diagnosis.optimizer_fault(self.run.optimizer, fault.exc,
                                        where.format(batch + 1), note)
         except Exception as exc:
+            if in_callback:
+                raise
             _diagnosis.blame_plugin(network, exc, xb, yb, where.format(batch + 1), note,
                                     before_raise=restore)
         if not ops.all_finite(*network.parameters()):
@@ -241,21 +290,27 @@ class Trainer:
             history["val_accuracy"].append(percent(ops.argmax_rows(vout), vids))
         for key, values in history.items():  # the network's record stays in step
             network.history.setdefault(key, []).append(values[-1])
-        if self.verbose:
-            line = " ".join(f"{k}={v[-1]:.2f}%" if "accuracy" in k else f"{k}={v[-1]:.4g}"
-                            if k == "learning_rate" else f"{k}={v[-1]:.4f}"
-                            for k, v in history.items())
-            print(f"epoch {epoch}/{self.num_epochs} {line}", file=sys.stderr)
-        if self.callback is not None:
-            self._report(TrainingState(epoch, self.num_epochs, self._num_batches,
-                                       self._num_batches, history["loss"][-1],
-                                       history["accuracy"][-1], epoch_done=True,
-                                       history=history,
-                                       learning_rate=history["learning_rate"][-1]))
+        self._notify("on_epoch_end", self._state(epoch, self._num_batches,
+                                                 history["loss"][-1], history["accuracy"][-1],
+                                                 epoch_done=True))
 
-    def _report(self, state: TrainingState) -> None:
-        state._trainer = self
-        self.callback(state)
+
+class _FunctionCallback:
+    """The plain ``callback=`` function as a callback: called after every batch and at
+    every epoch's end with the same [TrainingState][nnframe.TrainingState]."""
+
+    def __init__(self, function: Callable[[TrainingState], None]) -> None:
+        self.function = function
+
+    def on_train_begin(self, state: TrainingState) -> None:
+        pass
+
+    on_epoch_begin = on_train_end = on_train_begin
+
+    def on_batch_end(self, state: TrainingState) -> None:
+        self.function(state)
+
+    on_epoch_end = on_batch_end
 
 
 class _OptimizerFault(Exception):

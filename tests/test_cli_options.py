@@ -170,9 +170,9 @@ def test_verbose_training_prints_accuracy_as_a_percentage(capsys):
     net.train(64, data.x_train[:200], data.y_train[:200], 1, 0.1, verbose=True,
               validation_data=(data.x_test[:50], data.y_test[:50]))
     line = capsys.readouterr().err.strip()
-    assert re.search(r" accuracy=\d+\.\d\d% ", line), line
-    assert re.search(r" val_accuracy=\d+\.\d\d%$", line), line
-    assert re.search(r"^epoch 1/1 loss=\d\.\d{4} ", line), line
+    assert re.search(r" acc=\d+\.\d\d% ", line), line
+    assert re.search(r" val_acc=\d+\.\d\d%\]$", line), line
+    assert re.search(r"^epoch 1/1: 100%\|.* loss=\d\.\d{4} ", line), line
 
 
 def test_plotting_an_empty_history_does_not_warn(tmp_path):

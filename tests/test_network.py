@@ -374,4 +374,7 @@ def test_verbose_prints_one_line_per_epoch_to_stderr_and_nothing_otherwise(capsy
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert out == "" and len(lines) == 3
-    assert lines[0].startswith("epoch 1/3 loss=") and "val_accuracy=" in lines[0]
+    # tqdm's finished bar, one line per epoch off a terminal, with the epoch's results
+    assert lines[0].startswith("epoch 1/3: 100%|") and " 3/3 [" in lines[0]
+    assert "batch/s, loss=" in lines[0] and " val_acc=" in lines[0]
+    assert all(line.startswith(f"epoch {i}/3: ") for i, line in enumerate(lines, 1))

@@ -1,6 +1,7 @@
 import os
 import pickle
 import pickletools
+import re
 
 import dill
 import numpy as np
@@ -184,3 +185,35 @@ def test_filenames_must_end_in_pkl(tmp_path):
         net.train(8, x, ids, 1, 0.1, tmp_path / "model")
     with pytest.raises(InputError, match="pkl"):
         nnframe.load(tmp_path / "model.json")
+
+
+# -- metadata: plain data of the user's (nnframe train keeps its settings there) ----------
+def test_metadata_is_saved_and_loaded_back(tmp_path):
+    from nnframe import NeuralNetwork, load
+
+    net = NeuralNetwork(3, [2, 3, 2], [None, "relu", "softmax"], "cross_entropy", seed=0)
+    assert net.metadata == {}
+    net.metadata = {"run": "a", "split": 0.1, "sizes": (1, 2), "nested": {"ok": [True, None]}}
+    net.save(tmp_path / "m.pkl")
+    loaded = load(tmp_path / "m.pkl")  # the safe loader accepts it
+    assert loaded.metadata == {"run": "a", "split": 0.1, "sizes": [1, 2],
+                               "nested": {"ok": [True, None]}}
+
+
+@pytest.mark.parametrize("metadata, needle", [
+    ({"x": np.float32(1)}, "network.metadata['x'] is float32"),
+    ({1: "a"}, "has the key 1; metadata keys must be strings"),
+    ({"long": "x" * 5000}, "a string of 5,000 characters"),
+    ({"big": 2**70}, "wider than 64 bits"),
+])
+def test_metadata_that_would_not_load_is_refused_and_the_file_kept(tmp_path, metadata, needle):
+    from nnframe import InputError, NeuralNetwork
+
+    net = NeuralNetwork(3, [2, 3, 2], [None, "relu", "softmax"], "cross_entropy", seed=0)
+    path = tmp_path / "m.pkl"
+    net.save(path)
+    before = path.read_bytes()
+    net.metadata = metadata
+    with pytest.raises(InputError, match=re.escape(needle)):
+        net.save(path)
+    assert path.read_bytes() == before
