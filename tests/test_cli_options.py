@@ -152,7 +152,7 @@ def test_plugins_check_labels_name_their_kind_in_aligned_columns():
     lines = [line for line in result.stdout.splitlines() if line.startswith(("ok ", "FAIL "))]
     assert len(lines) > 5
     labels = [line.split()[1] for line in lines]
-    assert all(label.split(":")[0] in ("activation", "cost", "optimizer")
+    assert all(label.split(":")[0] in ("activation", "cost", "optimizer", "schedule")
                for label in labels), labels
     assert any(label.startswith("cost:") for label in labels)
     assert {"optimizer:adam", "optimizer:sgd"} <= set(labels)
