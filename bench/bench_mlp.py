@@ -1,11 +1,13 @@
 """Seconds per epoch of one MLP in nnframe, PyTorch CPU, scikit-learn and a GEMM-only floor.
 
-The network: 784-256-128-10, relu, relu, softmax with cross-entropy, plain SGD (learning rate
-0.1, no momentum, no weight decay), float32, on full MNIST. Every peer runs in its own
-process (so each one's peak RSS is its own), the peers are interleaved, and the whole round
-is repeated; the table reports medians and the ratios nnframe / peer from the same run.
+The network: 784-256-128-10, relu, relu, softmax with cross-entropy, float32, on full MNIST,
+trained by one of the optimizers in OPTIMIZERS (--optimizer; plain SGD by default), with the
+same algorithm and learning rate in every peer. Every peer runs in its own process (so each
+one's peak RSS is its own), the peers are interleaved, and the whole round is repeated; each
+optimizer gets its own table of medians and ratios nnframe / peer from the same run.
 
     python bench/bench_mlp.py --data-dir ../shared/data/mnist            # the full benchmark
+    python bench/bench_mlp.py --optimizer sgd momentum adam --batch-sizes 64
     python bench/bench_mlp.py --synthetic 2048 --epochs 1 --repeats 1    # a smoke run
 
 Peers that are not installed (torch, scikit-learn) are reported as such and skipped.
@@ -23,12 +25,39 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 SIZES = (784, 256, 128, 10)
-LEARNING_RATE = 0.1
 PEERS = ("nnframe", "floor", "torch", "sklearn")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One optimizer as every peer spells it. The hyperparameters not named are the
+    defaults, which agree: torch.optim.Adam's betas (0.9, 0.999) and eps 1e-8 are nnframe's
+    and scikit-learn's; no weight decay, dampening or Nesterov anywhere."""
+
+    learning_rate: float
+    nnframe: tuple  # get_optimizer's arguments: (name, {hyperparameters})
+    torch: tuple  # (torch.optim class name, {arguments besides lr})
+    sklearn: dict  # MLPClassifier arguments
+    label: str
+
+
+OPTIMIZERS = {
+    "sgd": Setting(0.1, ("sgd", {}), ("SGD", {"momentum": 0.0}),
+                   {"solver": "sgd", "momentum": 0.0, "nesterovs_momentum": False},
+                   "plain SGD, learning rate 0.1"),
+    "momentum": Setting(0.01, ("sgd", {"momentum": 0.9}), ("SGD", {"momentum": 0.9}),
+                        {"solver": "sgd", "momentum": 0.9, "nesterovs_momentum": False},
+                        "SGD with momentum 0.9, learning rate 0.01"),
+    # scikit-learn's Adam adds eps to sqrt(v) before the bias correction, torch's after it:
+    # the same algorithm up to a 1e-8-sized term.
+    "adam": Setting(0.001, ("adam", {}), ("Adam", {}), {"solver": "adam"},
+                    "Adam (betas 0.9, 0.999, eps 1e-8), learning rate 0.001"),
+}
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -88,8 +117,10 @@ def run_nnframe(args, x, y, xt, yt):
             marks.append(time.perf_counter())
 
     start = time.perf_counter()
-    net.train(args.batch_size, x, y, args.epochs, LEARNING_RATE, seed=args.seed,
-              callback=callback)
+    setting = OPTIMIZERS[args.optimizer]
+    name, hyperparameters = setting.nnframe
+    net.train(args.batch_size, x, y, args.epochs, setting.learning_rate, seed=args.seed,
+              callback=callback, optimizer=nnframe.get_optimizer(name, **hyperparameters))
     epochs = np.diff([start, *marks]).tolist()
     accuracy = net.check_accuracy(None, xt, yt)
     infer = median_time(lambda: net.predict(None, xt))
@@ -101,7 +132,7 @@ def run_nnframe(args, x, y, xt, yt):
             a = a @ w
 
     return {"epochs": epochs, "accuracy": accuracy, "infer": infer,
-            "infer_floor": median_time(floor_pass)}
+            "infer_floor": median_time(floor_pass), "trained_with": repr(net.optimizer)}
 
 
 def run_floor(args, x, y, xt, yt):
@@ -142,7 +173,10 @@ def run_torch(args, x, y, xt, yt):
             linear.weight.copy_(torch.from_numpy(w.T.copy()))
             linear.bias.copy_(torch.from_numpy(b))
     loss_fn = torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=0.0)
+    setting = OPTIMIZERS[args.optimizer]
+    kind, options = setting.torch
+    optimizer = getattr(torch.optim, kind)(model.parameters(), lr=setting.learning_rate,
+                                           **options)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     rng = np.random.default_rng(args.seed)  # the same batches as nnframe's train(seed=...)
     epochs = []
@@ -160,8 +194,11 @@ def run_torch(args, x, y, xt, yt):
         txt = torch.from_numpy(xt)
         predicted = model(txt).argmax(dim=1).numpy()
         infer = median_time(lambda: model(txt).argmax(dim=1))
+    settings = {k: v for k, v in optimizer.defaults.items()
+                if isinstance(v, (int, float, tuple)) and not isinstance(v, bool)}
     return {"epochs": epochs, "accuracy": float(100.0 * np.mean(predicted == yt)),
-            "infer": infer, "version": torch.__version__}
+            "infer": infer, "version": torch.__version__,
+            "trained_with": f"torch.optim.{kind}({settings})"}
 
 
 def run_sklearn(args, x, y, xt, yt):
@@ -171,10 +208,11 @@ def run_sklearn(args, x, y, xt, yt):
     import sklearn.neural_network._multilayer_perceptron as mlp_module
     from sklearn.neural_network import MLPClassifier
 
-    model = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], activation="relu", solver="sgd",
-                          learning_rate="constant", learning_rate_init=LEARNING_RATE,
-                          momentum=0.0, nesterovs_momentum=False, alpha=0.0,
-                          batch_size=args.batch_size, shuffle=True, random_state=args.seed)
+    setting = OPTIMIZERS[args.optimizer]
+    model = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], activation="relu",
+                          learning_rate="constant", learning_rate_init=setting.learning_rate,
+                          alpha=0.0, batch_size=args.batch_size, shuffle=True,
+                          random_state=args.seed, **setting.sklearn)
     # Start from nnframe's initial weights...
     start_values = iter(initial_parameters(args.seed))
     model._init_coef = lambda fan_in, fan_out, dtype: tuple(
@@ -198,7 +236,9 @@ def run_sklearn(args, x, y, xt, yt):
     accuracy = float(100.0 * np.mean(model.predict(xt) == yt))
     infer = median_time(lambda: model.predict(xt))
     return {"epochs": epochs, "accuracy": accuracy, "infer": infer,
-            "version": sklearn.__version__ + ("" if same_batches else " (own shuffling)")}
+            "version": sklearn.__version__ + ("" if same_batches else " (own shuffling)"),
+            "trained_with": f"MLPClassifier({setting.sklearn}, "
+                            f"learning_rate_init={model.learning_rate_init})"}
 
 
 WORKERS = {"nnframe": run_nnframe, "floor": run_floor, "torch": run_torch,
@@ -209,7 +249,8 @@ MODULES = {"torch": "torch", "sklearn": "sklearn"}
 def worker(args) -> None:
     x, y, xt, yt, _ = load_data(args)
     result = WORKERS[args.worker](args, x, y, xt, yt)
-    result.update(peer=args.worker, batch_size=args.batch_size, peak_rss_mb=peak_rss_mb())
+    result.update(peer=args.worker, optimizer=args.optimizer, batch_size=args.batch_size,
+                  peak_rss_mb=peak_rss_mb())
     print(json.dumps(result))
 
 
@@ -220,9 +261,10 @@ def available(peer: str) -> bool:
     return peer not in MODULES or importlib.util.find_spec(MODULES[peer]) is not None
 
 
-def run_one(args, peer: str, batch_size: int, seed: int) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--worker", peer, "--batch-size",
-               str(batch_size), "--epochs", str(args.epochs), "--seed", str(seed)]
+def run_one(args, peer: str, optimizer: str, batch_size: int, seed: int) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--worker", peer, "--optimizer",
+               optimizer, "--batch-size", str(batch_size), "--epochs", str(args.epochs),
+               "--seed", str(seed)]
     if args.synthetic:
         command += ["--synthetic", str(args.synthetic)]
     elif args.sample:
@@ -235,12 +277,15 @@ def run_one(args, peer: str, batch_size: int, seed: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def summarise(runs: list[dict], args) -> dict:
+def summarise(runs: list[dict], args, optimizer: str) -> dict:
+    """One optimizer's table: {batch size: {peer: row}}."""
     table = {}
     for bs in args.batch_sizes:
         rows = {}
         for peer in args.peers:
-            mine = [r for r in runs if r["peer"] == peer and r["batch_size"] == bs]
+            # the floor has no optimizer: its runs serve every table
+            mine = [r for r in runs if r["peer"] == peer and r["batch_size"] == bs
+                    and (r["optimizer"] == optimizer or peer == "floor")]
             if not mine:
                 continue
             # per run: the median epoch, skipping the first (warm-up) when there are several
@@ -277,12 +322,19 @@ def machine() -> str:
             f"NumPy {numpy.__version__}")
 
 
-def report(table: dict, args, source: str) -> str:
+def report(tables: dict, args, source: str) -> str:
     lines = [f"machine: {machine()}", f"data: {source}; {args.epochs} epochs x "
              f"{args.repeats} interleaved runs per peer (seeds {args.seed}.."
              f"{args.seed + args.repeats - 1}); medians", ""]
+    for optimizer, table in tables.items():
+        lines += _report_table(optimizer, table, args)
+    return "\n".join(lines)
+
+
+def _report_table(optimizer: str, table: dict, args) -> list[str]:
+    lines = []
     for bs, rows in table.items():
-        lines.append(f"batch size {bs}")
+        lines.append(f"optimizer {optimizer} ({OPTIMIZERS[optimizer].label}), batch size {bs}")
         lines.append(f"  {'peer':<22}{'s/epoch':>9}{'test acc':>10}{'peak RSS':>11}"
                      f"{'nnframe/peer':>14}")
         for peer, row in rows.items():
@@ -296,27 +348,31 @@ def report(table: dict, args, source: str) -> str:
                          f"{nn['infer'] * 1e3:.1f} ms, GEMM floor {nn['infer_floor'] * 1e3:.1f} "
                          f"ms, ratio {nn['infer'] / nn['infer_floor']:.2f}")
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
-def plot(table: dict, path: str) -> None:
+def plot(tables: dict, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = list(table)
-    peers = [p for p in PEERS if any(p in rows for rows in table.values())]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    groups = [(optimizer, bs) for optimizer, table in tables.items() for bs in table]
+    peers = [p for p in PEERS
+             if any(p in rows for table in tables.values() for rows in table.values())]
+    fig, ax = plt.subplots(figsize=(max(7, 2.4 * len(groups)), 3.6))
     width = 0.8 / len(peers)
     for k, peer in enumerate(peers):
-        values = [table[bs].get(peer, {}).get("seconds_per_epoch", 0) for bs in sizes]
-        bars = ax.bar([i + k * width for i in range(len(sizes))], values, width, label=peer)
+        values = [tables[o][bs].get(peer, {}).get("seconds_per_epoch", 0) for o, bs in groups]
+        bars = ax.bar([i + k * width for i in range(len(groups))], values, width, label=peer)
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
-    ax.set_xticks([i + width * (len(peers) - 1) / 2 for i in range(len(sizes))],
-                  [f"batch {bs}" for bs in sizes])
+    several = len(tables) > 1
+    ax.set_xticks([i + width * (len(peers) - 1) / 2 for i in range(len(groups))],
+                  [f"{o}, batch {bs}" if several else f"batch {bs}" for o, bs in groups])
     ax.set_ylabel("seconds per epoch (lower is better)")
-    ax.set_title("784-256-128-10 MLP, SGD, float32, full MNIST", fontsize=10)
+    names = ", ".join(tables)
+    ax.set_title(f"784-256-128-10 MLP, {names if several else OPTIMIZERS[names].label}, "
+                 "float32, full MNIST", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -333,6 +389,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", default="64,256")
     parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--optimizer", nargs="+", default=["sgd"], choices=OPTIMIZERS,
+                        metavar="NAME", help="one or more of " + ", ".join(OPTIMIZERS)
+                        + " (default sgd), each its own table")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="also write a bar chart (PNG)")
@@ -340,8 +399,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
+        [args.optimizer] = args.optimizer
         worker(args)
         return 0
+    args.optimizer = list(dict.fromkeys(args.optimizer))  # each once, in the order given
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     requested = [p.strip() for p in args.peers.split(",") if p.strip()]
     args.peers = [p for p in requested if available(p)]
@@ -359,19 +420,25 @@ def main(argv=None) -> int:
     for repeat in range(args.repeats):
         for bs in args.batch_sizes:
             order = args.peers[repeat % len(args.peers):] + args.peers[:repeat % len(args.peers)]
-            for peer in order:  # interleaved, and rotated so no peer always goes first
-                # one seed per round: every peer starts from the same weights in a round
-                runs.append(run_one(args, peer, bs, args.seed + repeat))
-                print(f"  run {repeat + 1}/{args.repeats} batch {bs} {peer}: "
-                      f"{statistics.median(runs[-1]['epochs']):.3f} s/epoch", file=sys.stderr)
-    table = summarise(runs, args)
-    print(report(table, args, source_name))
+            for k, optimizer in enumerate(args.optimizer):
+                for peer in order:  # interleaved, and rotated so no peer always goes first
+                    if peer == "floor" and k:
+                        continue  # the same products whatever the optimizer: once a round
+                    # one seed per round: every peer starts from the same weights in a round
+                    runs.append(run_one(args, peer, optimizer, bs, args.seed + repeat))
+                    print(f"  run {repeat + 1}/{args.repeats} {optimizer} batch {bs} {peer}: "
+                          f"{statistics.median(runs[-1]['epochs']):.3f} s/epoch",
+                          file=sys.stderr)
+    tables = {optimizer: summarise(runs, args, optimizer) for optimizer in args.optimizer}
+    print(report(tables, args, source_name))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "data": source_name, "epochs": args.epochs,
-                       "repeats": args.repeats, "table": table, "runs": runs}, f, indent=2)
+                       "repeats": args.repeats,
+                       "optimizers": {o: OPTIMIZERS[o].label for o in args.optimizer},
+                       "tables": tables, "runs": runs}, f, indent=2)
     if args.plot:
-        plot(table, args.plot)
+        plot(tables, args.plot)
     return 0
 
 

@@ -131,6 +131,21 @@ def gemm_accumulate(a: np.ndarray, weights: np.ndarray, out: np.ndarray) -> bool
     return True
 
 
+def gemm_at_b(a: np.ndarray, step: np.ndarray, out: np.ndarray, alpha: float = 1.0,
+              beta: float = 0.0) -> bool:
+    """``out = alpha * a.T @ step + beta * out`` in one BLAS call (with ``beta=0`` the old
+    contents of ``out`` are ignored, NaN included); False when it cannot (use NumPy)."""
+    fn = _usable(out, a, step)
+    if (fn is None or a.shape[0] != step.shape[0]
+            or out.shape != (a.shape[1], step.shape[1])):
+        return False
+    k, m = a.shape
+    n = step.shape[1]
+    fn(_ROW_MAJOR, _TRANS, _NO_TRANS, m, n, k, alpha, a.ctypes.data, m, step.ctypes.data, n,
+       beta, out.ctypes.data, n)
+    return True
+
+
 def available() -> bool:
     _loaded()
     return bool(_gemm)

@@ -14,6 +14,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def expected_peers() -> set[str]:
+    expected = {"nnframe", "floor"}
+    for peer, module in (("torch", "torch"), ("sklearn", "sklearn")):
+        if importlib.util.find_spec(module) is not None:
+            expected.add(peer)
+        elif os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            # `make test` installs both peers in CI (PyTorch elsewhere with `make torch`).
+            raise AssertionError(f"{module} is not installed, but CI must compare with it")
+    return expected
+
+
 def test_benchmark_smoke_run(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_mlp.py"), "--synthetic", "1024",
@@ -22,15 +33,11 @@ def test_benchmark_smoke_run(tmp_path):
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
-    expected = {"nnframe", "floor"}
-    for peer, module in (("torch", "torch"), ("sklearn", "sklearn")):
-        if importlib.util.find_spec(module) is not None:
-            expected.add(peer)
-        elif os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            # `make test` installs both peers in CI (PyTorch elsewhere with `make torch`).
-            raise AssertionError(f"{module} is not installed, but CI must compare with it")
+    expected = expected_peers()
+    assert list(report["tables"]) == ["sgd"]  # plain SGD unless told otherwise
+    assert "optimizer sgd (plain SGD, learning rate 0.1), batch size 64" in result.stdout
     for batch_size in ("64", "256"):
-        rows = report["table"][batch_size]
+        rows = report["tables"]["sgd"][batch_size]
         assert set(rows) == expected
         assert rows["nnframe"]["nnframe_over_peer"] == 1.0
         for peer, row in rows.items():
@@ -41,7 +48,44 @@ def test_benchmark_smoke_run(tmp_path):
     assert "nnframe/peer" in result.stdout and "GEMM floor" in result.stdout
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
     if "sklearn" in expected:  # it was handed nnframe's batches, not left to its own
-        assert "own shuffling" not in report["table"]["64"]["sklearn"]["version"]
+        assert "own shuffling" not in report["tables"]["sgd"]["64"]["sklearn"]["version"]
+
+
+def test_benchmark_compares_the_optimizers_asked_for(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_mlp.py"), "--synthetic", "1024",
+         "--epochs", "1", "--repeats", "1", "--batch-sizes", "64",
+         "--optimizer", "momentum", "adam", "--json", str(tmp_path / "bench.json")],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    expected = expected_peers()
+    assert list(report["tables"]) == ["momentum", "adam"]
+    for optimizer in ("momentum", "adam"):
+        rows = report["tables"][optimizer]["64"]
+        assert set(rows) == expected
+        assert rows["nnframe"]["accuracy"] > 50  # it learned (10 well-separated classes)
+        assert f"optimizer {optimizer} (" in result.stdout
+    # the floor has no optimizer: run once a round, shown in every table
+    assert sum(r["peer"] == "floor" for r in report["runs"]) == 1
+    used = {(r["peer"], r["optimizer"]): r.get("trained_with", "") for r in report["runs"]}
+    assert "'sgd'(momentum=0.9," in used["nnframe", "momentum"]
+    assert "'adam'(" in used["nnframe", "adam"]
+    if "torch" in expected:
+        assert "SGD" in used["torch", "momentum"] and "'momentum': 0.9" in used[
+            "torch", "momentum"]
+        assert "Adam" in used["torch", "adam"] and "'lr': 0.001" in used["torch", "adam"]
+    if "sklearn" in expected:
+        assert "'momentum': 0.9" in used["sklearn", "momentum"]
+        assert "'solver': 'adam'" in used["sklearn", "adam"]
+
+
+def test_benchmark_refuses_an_unknown_optimizer():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_mlp.py"), "--synthetic", "64",
+         "--optimizer", "rmsprop"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "invalid choice: 'rmsprop'" in result.stderr and "momentum" in result.stderr
 
 
 def test_epoch_parts_smoke_run():
