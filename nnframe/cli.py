@@ -21,6 +21,35 @@ DEFAULTS = {"hidden": "256,128", "activation": "relu", "output_activation": "sof
             "cost": "cross_entropy", "epochs": 20, "batch_size": 64, "learning_rate": 0.1,
             "seed": 0, "dtype": "float32", "subset": 0, "out": "runs/mnist", "optimizer": "sgd"}
 
+# Named sets of train settings (--recipe NAME), each built only from nnframe's own pieces.
+# A recipe fills only the options not typed; options are grouped so that typing one member
+# of a group (--optimizer adam) keeps the recipe's other members (its momentum) out too.
+RECIPES: dict[str, list[dict]] = {
+    # The default: what `nnframe train` does with no options (98.1-98.3% in about 15 s).
+    "default": [],
+    # The most accurate plain MLP measured here: wide, dropout, Nesterov momentum, a cosine
+    # schedule with one warmup epoch (docs/guide/cli.md gives the measured accuracy and time).
+    "accurate": [
+        {"hidden": "1024,1024"}, {"dropout": "0.2,0.5"}, {"batch_size": 128},
+        {"learning_rate": 0.05}, {"epochs": 80},
+        {"optimizer": "sgd", "momentum": 0.9,
+         "optimizer_option": [("nesterov", True, "nesterov=true")]},
+        {"schedule": "cosine", "schedule_option": [("warmup", 1, "warmup=1")]},
+    ],
+}
+RECIPE_OPTIONS = {"optimizer_option": "--optimizer-option", "schedule_option":
+                  "--schedule-option"}
+
+
+def _apply_recipe(args, given: set[str]) -> None:
+    """Fill the options of ``args.recipe`` that were not typed."""
+    for group in RECIPES[args.recipe]:
+        flags = {RECIPE_OPTIONS.get(key, "--" + key.replace("_", "-")) for key in group}
+        if not flags & given:
+            for key, value in group.items():
+                setattr(args, key, value)
+
+
 # The optimizer hyperparameters with options of their own: --momentum, --weight-decay.
 SHORTCUTS = {"momentum": "--momentum", "weight_decay": "--weight-decay"}
 
@@ -317,6 +346,10 @@ def _cmd_train(args) -> int:
 
     given = getattr(args, "given", set())
     record = None
+    if args.recipe != "default" and args.resume:
+        raise InputError("--recipe sets up a new run; --resume continues a checkpoint with "
+                         "its saved settings: give one of them.")
+    _apply_recipe(args, given)
     if args.resume:
         network, record = _resume(args, given)
         optimizer = schedule = None  # both continue with their saved state
@@ -667,6 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an MLP on MNIST and report test accuracy",
                        description="Train on MNIST, print the test accuracy, and write the "
                        "model (.pkl), the history (JSON) and a plot (PNG) to --out.")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                   help="a named set of the options below: 'accurate' trains the most "
+                   "accurate MLP measured here (about 98.8%% in about 6 minutes on 2 cores); "
+                   "options you type still win")
     p.add_argument("--hidden", default=DEFAULTS["hidden"], metavar="SIZES",
                    help="hidden layer sizes, comma-separated (input 784 and output 10 are "
                    "added)")

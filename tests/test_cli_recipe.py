@@ -1,0 +1,49 @@
+"""nnframe train --recipe: a named set of options that typed options override."""
+
+import json
+import subprocess
+import sys
+
+import nnframe
+
+
+def train(out, *args):
+    return subprocess.run([sys.executable, "-m", "nnframe", "train", "--sample", "--subset",
+                           "300", "--epochs", "1", "--no-plot", "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_the_accurate_recipe_sets_its_options(tmp_path):
+    result = train(tmp_path, "--recipe", "accurate", "--hidden", "32,16")  # typed: wins
+    assert result.returncode == 0, result.stderr
+    net = nnframe.load(tmp_path / "model.pkl")
+    assert net.num_nodes == [784, 32, 16, 10]
+    assert net.dropout == [0.2, 0.5, 0.5, 0.0]
+    assert net.optimizer.hyperparameters == {"momentum": 0.9, "dampening": 0.0,
+                                             "nesterov": True, "weight_decay": 0.0}
+    assert net.schedule.name == "cosine" and net.schedule.hyperparameters["warmup"] == 1
+    settings = json.loads((tmp_path / "history.json").read_text())["settings"]
+    assert settings["batch_size"] == 128 and settings["learning_rate"] == 0.05
+    assert settings["epochs"] == 1  # typed
+
+
+def test_typing_one_option_of_a_group_keeps_the_recipes_others_out(tmp_path):
+    result = train(tmp_path, "--recipe", "accurate", "--hidden", "16", "--optimizer", "adam",
+                   "--learning-rate", "0.001")
+    assert result.returncode == 0, result.stderr  # no "adam has no hyperparameter momentum"
+    net = nnframe.load(tmp_path / "model.pkl")
+    assert net.optimizer.name == "adam" and net.schedule.name == "cosine"
+
+
+def test_the_default_recipe_is_the_plain_defaults(tmp_path):
+    result = train(tmp_path, "--recipe", "default", "--hidden", "16")
+    assert result.returncode == 0, result.stderr
+    net = nnframe.load(tmp_path / "model.pkl")
+    assert net.dropout == [0.0, 0.0, 0.0] and net.schedule is None
+    assert net.optimizer.hyperparameters["momentum"] == 0.0
+
+
+def test_recipe_and_resume_are_one_line_error(tmp_path):
+    result = train(tmp_path, "--recipe", "accurate", "--resume", str(tmp_path / "c.pkl"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "give one of them" in result.stderr and len(result.stderr.splitlines()) == 1
