@@ -38,16 +38,24 @@ RECIPES: dict[str, list[dict]] = {
         {"schedule": "cosine", "schedule_option": [("warmup", 1, "warmup=1")]},
     ],
 }
-RECIPE_OPTIONS = {"optimizer_option": "--optimizer-option", "schedule_option":
-                  "--schedule-option"}
+# Within a group, the first key names the object (--optimizer, --schedule): typing it drops
+# the recipe's whole group; otherwise each hyperparameter typed replaces only the recipe's.
+_HYPERPARAMETER_LISTS = ("optimizer_option", "schedule_option")
 
 
 def _apply_recipe(args, given: set[str]) -> None:
     """Fill the options of ``args.recipe`` that were not typed."""
     for group in RECIPES[args.recipe]:
-        flags = {RECIPE_OPTIONS.get(key, "--" + key.replace("_", "-")) for key in group}
-        if not flags & given:
-            for key, value in group.items():
+        head = next(iter(group))
+        if "--" + head.replace("_", "-") in given:
+            continue
+        for key, value in group.items():
+            if key in _HYPERPARAMETER_LISTS:
+                typed = getattr(args, key) or []
+                names = {name for name, _, _ in typed} | {
+                    name for name in SHORTCUTS if getattr(args, name, None) is not None}
+                setattr(args, key, [*(v for v in value if v[0] not in names), *typed])
+            elif "--" + key.replace("_", "-") not in given:
                 setattr(args, key, value)
 
 
@@ -353,6 +361,8 @@ def _cmd_train(args) -> int:
     _apply_recipe(args, given)
     if args.resume:
         network, record = _resume(args, given)
+        network._optimizer_run()  # one line naming the package if a plugin is missing
+        network._schedule_run(None, 0)
         optimizer = schedule = None  # both continue with their saved state
     _check_numbers(args)
     _check_training_options(args)

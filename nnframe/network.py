@@ -343,6 +343,9 @@ class NeuralNetwork:
         if schedule is None:
             if self._schedule is None and self._saved_schedule is not None:
                 raise self._saved_schedule[0]  # the saved one cannot be rebuilt here
+            if self._schedule is not None and self._schedule.num_epochs == 0 and num_epochs:
+                # started by a call of 0 epochs: its run is the first that trains
+                self._schedule = ScheduleRun(self._schedule.schedule, self.epochs, num_epochs)
             return self._schedule
         if self._schedule is not None and schedule is self._schedule.schedule:
             return self._schedule
@@ -596,16 +599,26 @@ class NeuralNetwork:
             vy, vids = _validation.labels(validation_data[1], len(vx), self.num_nodes[-1],
                                           self.dtype, name="validation labels")
             val = (validation_data[0], vx, vy, vids)
-        run = self._optimizer_run(optimizer)
-        schedule_run = self._schedule_run(schedule, num_epochs)
-        if seed is not None or self._shuffle is None:
-            self._shuffle = np.random.default_rng(seed)
-        self.learning_rate = learning_rate
-        trainer = Trainer(self, run, batch_size=min(batch_size, len(x)), num_epochs=num_epochs,
-                          learning_rate=learning_rate, rng=self._shuffle,
-                          schedule=schedule_run, validation=val,
-                          callback=callback, callbacks=callbacks, verbose=verbose)
-        history = trainer.fit(x, y, ids)
+        # A call that fails before completing an epoch leaves the network as it found it:
+        # its optimizer and schedule (with their state), shuffling and learning rate.
+        kept = (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
+                self._shuffle, self.learning_rate, self.epochs)
+        try:
+            run = self._optimizer_run(optimizer)
+            schedule_run = self._schedule_run(schedule, num_epochs)
+            if seed is not None or self._shuffle is None:
+                self._shuffle = np.random.default_rng(seed)
+            self.learning_rate = learning_rate
+            trainer = Trainer(self, run, batch_size=min(batch_size, len(x)),
+                              num_epochs=num_epochs, learning_rate=learning_rate,
+                              rng=self._shuffle, schedule=schedule_run, validation=val,
+                              callback=callback, callbacks=callbacks, verbose=verbose)
+            history = trainer.fit(x, y, ids)
+        except BaseException:
+            if self.epochs == kept[-1]:
+                (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
+                 self._shuffle, self.learning_rate, _) = kept
+            raise
         if path is not None:
             self.save(path)
         return history

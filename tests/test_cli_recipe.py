@@ -47,3 +47,31 @@ def test_recipe_and_resume_are_one_line_error(tmp_path):
     result = train(tmp_path, "--recipe", "accurate", "--resume", str(tmp_path / "c.pkl"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "give one of them" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_typed_hyperparameter_replaces_only_the_recipes_own(tmp_path):
+    result = train(tmp_path, "--recipe", "accurate", "--hidden", "16", "--momentum", "0.95",
+                   "--schedule-option", "warmup=2")
+    assert result.returncode == 0, result.stderr
+    net = nnframe.load(tmp_path / "model.pkl")
+    assert net.optimizer.hyperparameters["momentum"] == 0.95
+    assert net.optimizer.hyperparameters["nesterov"] is True  # the recipe's, kept
+    assert net.schedule.name == "cosine" and net.schedule.hyperparameters["warmup"] == 2
+
+
+def test_resuming_a_checkpoint_whose_optimizer_plugin_is_missing_is_one_line(tmp_path):
+    from nnframe import persistence
+
+    result = train(tmp_path, "--hidden", "8")
+    assert result.returncode == 0, result.stderr
+    checkpoint = tmp_path / "checkpoint.pkl"
+    net = nnframe.load(checkpoint)
+    payload = persistence.to_payload(net)
+    payload["optimizer"].update(name="lamb", distribution="nnframe-lamb", version="0.3")
+    persistence.save(persistence.from_payload(payload), checkpoint)
+    result = subprocess.run([sys.executable, "-m", "nnframe", "train", "--resume",
+                             str(checkpoint), "--epochs", "2", "--sample", "--no-plot"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "pip install nnframe-lamb" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -267,3 +267,12 @@ def test_broken_schedules_fail_the_named_check(cls, check, message):
     found = next(c for c in SCHEDULE_CHECKS if c.name == check)
     with pytest.raises(AssertionError, match=f"schedule '{cls.name}'.*{message}"):
         found.run(cls)
+
+
+def test_a_schedule_started_by_a_call_of_no_epochs_spans_the_next_call():
+    x, ids = data()
+    net = network()
+    net.train(30, x, ids, 0, 0.1, schedule="cosine", seed=1)
+    rates = net.train(30, x, ids, 4, 0.1)["learning_rate"]
+    assert rates == pytest.approx([0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05,
+                                   0.1 * (1 + math.cos(3 * math.pi / 4)) / 2])

@@ -386,3 +386,23 @@ def test_back_pass_that_fails_in_the_optimizer_changes_nothing():
         net.back_pass(ids)
     assert all(np.array_equal(p, q) for p, q in zip(net.parameters(), start, strict=True))
     assert net._run.steps == [1] * 6
+
+
+@pytest.mark.parametrize("how", ["bad schedule", "interrupted first epoch"])
+def test_a_call_that_completes_no_epoch_keeps_the_optimizer_schedule_and_shuffling(how):
+    x, ids = data()
+    net = network()
+    net.train(16, x, ids, 1, 0.01, optimizer="adam", seed=1)
+    run, shuffle, steps = net._run, net._shuffle.bit_generator.state, list(net._run.steps)
+
+    def interrupt(state):
+        raise KeyboardInterrupt
+
+    with pytest.raises((nnframe.UnknownNameError, KeyboardInterrupt)):
+        if how == "bad schedule":
+            net.train(16, x, ids, 2, 0.5, optimizer="sgd", schedule="bogus")
+        else:
+            net.train(16, x, ids, 2, 0.5, optimizer="sgd", schedule="cosine", seed=9,
+                      callback=interrupt)
+    assert net._run is run and net._run.steps == steps and net.schedule is None
+    assert net._shuffle.bit_generator.state == shuffle and net.learning_rate == 0.01
