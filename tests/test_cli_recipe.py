@@ -35,8 +35,8 @@ def test_typing_one_option_of_a_group_keeps_the_recipes_others_out(tmp_path):
     assert net.optimizer.name == "adam" and net.schedule.name == "cosine"
 
 
-def test_the_default_recipe_is_the_plain_defaults(tmp_path):
-    result = train(tmp_path, "--recipe", "default", "--hidden", "16")
+def test_the_fast_recipe_is_the_plain_defaults(tmp_path):
+    result = train(tmp_path, "--recipe", "fast", "--hidden", "16")
     assert result.returncode == 0, result.stderr
     net = nnframe.load(tmp_path / "model.pkl")
     assert net.dropout == [0.0, 0.0, 0.0] and net.schedule is None
