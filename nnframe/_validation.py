@@ -19,6 +19,9 @@ from . import _parallel, ops
 from ._text import brief
 from .errors import InputError, NNFrameError
 
+# Inputs of another dtype whose conversion would take more than this are converted one
+# batch (or inference block) at a time instead of whole; memmaps always are.
+LAZY_BYTES = 256 * 2**20
 # The dtypes of weights and arithmetic: every module that needs the list takes it from here.
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -155,10 +158,10 @@ def _kind_name(kind: str) -> str:
             "M": "datetimes", "m": "timedeltas"}.get(kind, "not numeric")
 
 
-def _check_finite(array: np.ndarray, name: str) -> None:
+def _check_finite(array: np.ndarray, name: str, offset: int = 0) -> None:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0]
-        where = f"row {bad[0]}" + (f", column {bad[1]}" if len(bad) > 1 else "")
+        where = f"row {bad[0] + offset}" + (f", column {bad[1]}" if len(bad) > 1 else "")
         raise InputError(f"{name} contains NaN or infinity (first at {where}); clean or "
                          "impute the data first.")
 
@@ -169,11 +172,15 @@ class NonFiniteRows(NNFrameError):
 
 
 def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = False,
-           check_finite: bool = True):
+           check_finite: bool = True, lazy: bool = False):
     """Return ``(array, was_1d)``: a 2-D array of ``dtype`` with ``width`` columns.
 
     ``check_finite=False`` leaves the NaN/infinity check to the caller, for inference, which
-    checks each row block just before using it (`require_finite_rows`).
+    checks each row block just before using it (`require_finite_rows`). ``lazy=True``
+    returns an array of another real dtype (uint8 images, a float64 ``np.memmap``) as it is,
+    checked in row blocks, for the caller to convert one batch or block at a time, when it
+    is an ``np.memmap`` or its conversion would take more than `LAZY_BYTES`: data larger than
+    memory is never converted whole (smaller data is converted once, which is faster).
     """
     array = _as_real_array(data, name)
     was_1d = array.ndim == 1
@@ -189,6 +196,17 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
         raise InputError(f"{name} has {array.shape[1]} features per sample but the network's "
                          f"input layer has {width} nodes; reshape the data or build the "
                          f"network with num_nodes[0] = {array.shape[1]}.")
+    if lazy and array.dtype != dtype and (isinstance(array, np.memmap) or array.shape[0]
+                                          * array.shape[1] * np.dtype(dtype).itemsize
+                                          > LAZY_BYTES):
+        if check_finite and array.dtype.kind == "f":
+            for start in range(0, len(array), ops.INFERENCE_CHUNK):
+                block = array[start:start + ops.INFERENCE_CHUNK]
+                with np.errstate(over="ignore"):
+                    converted = np.asarray(block, dtype=dtype)
+                if not _all_finite(converted):
+                    explain_nonfinite(block, name, dtype, converted=converted, offset=start)
+        return array, was_1d
     with np.errstate(over="ignore"):
         converted = np.ascontiguousarray(array, dtype=dtype)
     if check_finite and not _all_finite(converted):
@@ -196,10 +214,12 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
     return converted, was_1d
 
 
-def explain_nonfinite(data, name: str, dtype, *, converted: np.ndarray | None = None) -> None:
+def explain_nonfinite(data, name: str, dtype, *, converted: np.ndarray | None = None,
+                      offset: int = 0) -> None:
     """Raise the InputError for data that is not finite once converted to ``dtype``; with
-    ``converted`` (that conversion), return instead if it is finite after all."""
-    _check_finite(np.asarray(data), name)  # NaN or inf in the data itself: say where
+    ``converted`` (that conversion), return instead if it is finite after all. ``offset``:
+    the row number of ``data``'s first row, for the message."""
+    _check_finite(np.asarray(data), name, offset)  # NaN or inf in the data itself: say where
     if converted is not None and _all_finite(converted):
         return
     raise InputError(f"{name} has values too large for {np.dtype(dtype).name} (at most "

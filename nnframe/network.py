@@ -209,7 +209,10 @@ class NeuralNetwork:
         # (_explain_nonfinite), instead of NumPy warning; worker blocks share this state.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for start in range(0, len(x), ops.INFERENCE_CHUNK):
-                outputs += _parallel.map_rows(rows, x[start:start + ops.INFERENCE_CHUNK])
+                block = x[start:start + ops.INFERENCE_CHUNK]
+                if block.dtype != self.dtype:  # lazily checked data: one block at a time
+                    block = np.ascontiguousarray(block, dtype=self.dtype)
+                outputs += _parallel.map_rows(rows, block)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def _infer_rows(self, a: np.ndarray) -> np.ndarray:
@@ -244,7 +247,7 @@ class NeuralNetwork:
 
     def _unchecked_inputs(self, data, name: str, allow_1d: bool = False):
         return _validation.inputs(data, self.num_nodes[0], self.dtype, name=name,
-                                  allow_1d=allow_1d, check_finite=False)
+                                  allow_1d=allow_1d, check_finite=False, lazy=True)
 
     def _classes(self, context: str, x: np.ndarray, data, name: str) -> np.ndarray:
         """Class ids for ``x`` (``data`` validated but for NaN and infinity), classified in
@@ -524,7 +527,9 @@ class NeuralNetwork:
         Args:
             batch_size: Samples per gradient step; one larger than the data makes the whole
                 data one batch.
-            inputs: A 2-D array-like, one row per sample.
+            inputs: A 2-D array-like, one row per sample. An `np.memmap`, or an array of
+                another real dtype (uint8 images) whose conversion would take more than
+                256 MiB, is converted one batch at a time, never whole.
             labels: 1-D integer class ids, or 2-D probability rows (values in [0, 1], each
                 row summing to 1; with one output node, the probability of class 1).
             num_epochs: Passes over the data (0 trains nothing).
@@ -588,14 +593,14 @@ class NeuralNetwork:
             if not path.parent.is_dir():
                 raise InputError(f"cannot save to {str(filename)!r}: the directory "
                                  f"{str(path.parent)!r} does not exist; create it first.")
-        x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype)
+        x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype, lazy=True)
         y, ids = _validation.labels(labels, len(x), self.num_nodes[-1], self.dtype)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise InputError("validation_data must be a pair (inputs, labels).")
             vx, _ = _validation.inputs(validation_data[0], self.num_nodes[0], self.dtype,
-                                       name="validation inputs")
+                                       name="validation inputs", lazy=True)
             vy, vids = _validation.labels(validation_data[1], len(vx), self.num_nodes[-1],
                                           self.dtype, name="validation labels")
             val = (validation_data[0], vx, vy, vids)

@@ -246,6 +246,8 @@ class Trainer:
             for batch in range(num_batches):
                 start, stop = batch * self.batch_size, (batch + 1) * self.batch_size
                 xb, yb = x[order[start:stop]], y_epoch[start:stop]
+                if xb.dtype != network.dtype:  # uint8 images, a memmap: one batch at a time
+                    xb = xb.astype(network.dtype)
                 out, loss = self.step(xb, yb, learning_rate)
                 if not (math.isfinite(loss)
                         and ops.all_finite(network.layers[1].pre_activations)):
