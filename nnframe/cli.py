@@ -200,6 +200,13 @@ def _describe_optimizer(optimizer) -> str:
 def _load_data(args, *, quiet_notice: bool = False):
     from .datasets import MNISTSampleWarning, load_mnist, load_sample
 
+    if getattr(args, "data", None):
+        if getattr(args, "sample", False) or args.data_dir is not None:
+            raise InputError("--data reads your own file; --data-dir and --sample are for "
+                             "MNIST: give one of them.")
+        from .userdata import load_data_file
+
+        return load_data_file(args.data)
     if getattr(args, "sample", False):
         return load_sample()
     with warnings.catch_warnings(record=True) as caught:
@@ -224,6 +231,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    "embedded sample)")
     p.add_argument("--sample", action="store_true",
                    help="use the 5,000-image MNIST sample that ships inside nnframe")
+    p.add_argument("--data", metavar="FILE",
+                   help="your own data instead of MNIST: FILE.npz (x_train, y_train, optional "
+                   "x_test, y_test), FILE.csv (label in the first column, a header row "
+                   "detected) or X.npy,Y.npy")
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -234,10 +245,10 @@ TRAIN_KEY = "nnframe_train"
 SAVED_SETTINGS = ("hidden", "activation", "output_activation", "cost", "epochs", "batch_size",
                   "learning_rate", "seed", "dtype", "subset", "optimizer", "dropout",
                   "schedule", "validation_split", "early_stopping", "out", "sample",
-                  "data_dir", "no_download", "no_plot")
+                  "data_dir", "no_download", "no_plot", "data", "scale")
 # Options that --resume accepts: where the data and results are, and how far to train.
 RESUME_OPTIONS = {"--resume", "--epochs", "--out", "--no-plot", "--data-dir", "--no-download",
-                  "--sample"}
+                  "--sample", "--data"}
 
 
 def _rates(text: str | None, hidden: int) -> list[float] | None:
@@ -319,7 +330,7 @@ def _resume(args, given: set[str]):
     for key, value in record["settings"].items():
         if key in SAVED_SETTINGS and ((f"--{key.replace('_', '-')}" not in given)
                                       or key not in ("epochs", "out", "no_plot", "data_dir",
-                                                     "no_download", "sample")):
+                                                     "no_download", "sample", "data")):
             setattr(args, key, value)
     return network, record
 
@@ -341,6 +352,14 @@ def _held_out(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np
     return keep, held
 
 
+def _classes(data) -> int:
+    """The number of classes of user data: its largest label + 1, at least 2."""
+    top = int(data.y_train.max())
+    if data.y_test is not None:
+        top = max(top, int(data.y_test.max()))
+    return max(top + 1, 2)
+
+
 def _cmd_train(args) -> int:
     from .callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
     from .network import NeuralNetwork
@@ -356,6 +375,13 @@ def _cmd_train(args) -> int:
         optimizer = schedule = None  # both continue with their saved state
     _check_numbers(args)
     _check_training_options(args)
+    if args.scale != "none" and not args.data:
+        raise InputError("--scale is for your own data (--data FILE); MNIST is already "
+                         "scaled to [0, 1].")
+    data = None
+    if args.data:  # the network's shape comes from the data: read it first
+        data = _load_data(args)
+        classes = _classes(data)
     if not args.resume:
         hidden = _int_list(args.hidden, "--hidden") if args.hidden.strip() else []
         names = [a.strip() for a in args.activation.split(",") if a.strip()]
@@ -364,7 +390,8 @@ def _cmd_train(args) -> int:
         if len(names) != len(hidden):
             raise InputError(f"--activation has {len(names)} names for {len(hidden)} hidden "
                              "layers; give one name for all, or one per hidden layer.")
-        sizes = [784, *hidden, 10]
+        sizes = ([data.x_train.shape[1], *hidden, classes] if data is not None
+                 else [784, *hidden, 10])
         _check_network_size(sizes, args.dtype)
         dropout = _rates(args.dropout, len(hidden))
         extra = {"dropout": dropout} if dropout is not None else {}
@@ -380,15 +407,27 @@ def _cmd_train(args) -> int:
         raise InputError(f"--out {str(out)!r} cannot be used as the output directory "
                          f"({exc.strerror or exc}); give a directory that exists or can be "
                          "created.") from None
-    data = _load_data(args)
+    if data is None:
+        data = _load_data(args)
+    elif (data.x_train.shape[1], classes) != (network.num_nodes[0], network.num_nodes[-1]):
+        raise InputError(f"{args.resume} takes {network.num_nodes[0]} inputs and "
+                         f"{network.num_nodes[-1]} classes, but {args.data} has "
+                         f"{data.x_train.shape[1]} and {classes}; give the --data it was "
+                         "trained with.")
     x_train, y_train = data.x_train, data.y_train
+    x_test, y_test = data.x_test, data.y_test
+    if args.data and x_test is None and args.validation_split is None:
+        args.validation_split = 0.1
+        print(f"note: {args.data} has no test part, so 10% of it is held out to measure "
+              "accuracy (--validation-split 0.1); give --validation-split F to choose.",
+              flush=True)
     subset = ""
     if args.subset and args.subset < len(y_train):
         from .datasets import stratified_subset
 
         rows = stratified_subset(y_train, args.subset, seed=args.seed)
         x_train, y_train = x_train[rows], y_train[rows]
-        counts = np.bincount(y_train, minlength=10)
+        counts = np.bincount(y_train, minlength=network.num_nodes[-1])
         each = (f"{counts.min()}" if counts.min() == counts.max()
                 else f"{counts.min()}-{counts.max()}")
         subset = f" (--subset: drawn at random with seed {args.seed}, {each} of each digit)"
@@ -400,10 +439,23 @@ def _cmd_train(args) -> int:
                      f"{args.validation_split:g}, each digit in its share, seed {args.seed})")
         name = "validation"
     else:
-        validation = (data.x_test, data.y_test)
+        validation = (x_test, y_test)
         described = "the test set (no --validation-split)"
         name = "test"
     fingerprint = _fingerprint(x_train, y_train)
+    if args.data:
+        from .userdata import SCALE_KEY, apply_scale, fit_scale
+
+        scale = fit_scale(args.scale, x_train)  # from the rows trained on only
+        network.metadata[SCALE_KEY] = scale
+        x_train = apply_scale(scale, x_train)
+        validation = (apply_scale(scale, validation[0]), validation[1])
+        if x_test is not None:
+            x_test = apply_scale(scale, x_test)
+    # Without a test part, the final accuracy is measured on the held-out rows.
+    final_name = "test" if x_test is not None else "validation"
+    if x_test is None:
+        x_test, y_test = validation
     if record is not None and record.get("data") != fingerprint:
         raise InputError(f"{args.resume} was trained on other images than {data.source} "
                          "gives with its saved --subset and --validation-split; give the "
@@ -412,10 +464,14 @@ def _cmd_train(args) -> int:
     settings = {k: getattr(args, k) for k in SAVED_SETTINGS}
     network.metadata[TRAIN_KEY] = {"settings": settings, "data": fingerprint}
     opt = optimizer if optimizer is not None else network.optimizer
+    tested = (f" and {len(x_test):,} test samples" if final_name == "test"
+              else " samples (no test part: accuracy is measured on the held-out rows)")
     print(f"{network}\noptimizer: {_describe_optimizer(opt)}, learning rate "
           f"{args.learning_rate:g}, batch size {args.batch_size}\ndata: {data.source}, "
-          f"{len(x_train):,} training{subset} and {len(data.x_test):,} test images",
-          flush=True)
+          f"{len(x_train):,} training{subset}{tested}", flush=True)
+    if args.data and args.scale != "none":
+        print(f"input scaling: --scale {args.scale}, fitted on the training rows and stored "
+              "with the model", flush=True)
     if args.validation_split is not None:
         print(f"validation: {described}", flush=True)
     remaining = max(total - network.epochs, 0)
@@ -443,11 +499,11 @@ def _cmd_train(args) -> int:
               f"the weights of epoch {int(np.argmin(network.history['val_loss'])) + 1} "
               "are restored", flush=True)
     network.save(model_path)
-    accuracy = network.check_accuracy(None, data.x_test, data.y_test)
+    accuracy = network.check_accuracy(None, x_test, y_test)
     from . import _validation
 
-    targets, _ = _validation.labels(data.y_test, len(data.y_test), 10, network.dtype)
-    test_loss = float(network._loss.loss(network._infer(data.x_test.astype(network.dtype)),
+    targets, _ = _validation.labels(y_test, len(y_test), network.num_nodes[-1], network.dtype)
+    test_loss = float(network._loss.loss(network._infer(x_test.astype(network.dtype)),
                                          targets))
     from ._files import atomic_write
 
@@ -460,9 +516,10 @@ def _cmd_train(args) -> int:
     if network.schedule is not None:
         settings["schedule"] = network.schedule.name
         settings["schedule_hyperparameters"] = network.schedule.hyperparameters
-    record = {"network": repr(network), "data": data.source, "test_accuracy": accuracy,
-              "test_loss": test_loss, "validation": described, "settings": settings,
-              **network.history}
+    settings["data"], settings["scale"] = args.data, args.scale
+    record = {"network": repr(network), "data": data.source,
+              f"{final_name}_accuracy": accuracy, f"{final_name}_loss": test_loss,
+              "validation": described, "settings": settings, **network.history}
     atomic_write(history_path, json.dumps(record, indent=2).encode(), error=NNFrameError)
     written = [f"model:      {model_path}", f"checkpoint: {out / CHECKPOINT}",
                f"history:    {history_path}"]
@@ -475,7 +532,11 @@ def _cmd_train(args) -> int:
             written.append(f"plot:       {plot}")
         except NNFrameError as exc:
             _err(f"note: no plot written: {exc}")
-    print(f"test accuracy: {accuracy:.2f}% on {len(data.x_test):,} test images")
+    if final_name == "test":
+        print(f"test accuracy: {accuracy:.2f}% on {len(y_test):,} test samples")
+    else:
+        print(f"validation accuracy: {accuracy:.2f}% on the {len(y_test):,} held-out samples "
+              f"({args.data} has no test part; this is not a test accuracy)")
     print("\n".join(written))
     return 0
 
@@ -770,6 +831,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "history.png go")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     _add_data_options(p)
+    p.add_argument("--scale", choices=["none", "max", "standard"], default="none",
+                   help="with --data: scale the inputs, by the training inputs' largest "
+                   "absolute value (max: uint8 pixels become 0-1) or to mean 0 and standard "
+                   "deviation 1 per column (standard); stored with the model, so evaluate "
+                   "and predict --data scale the same way")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix",
