@@ -464,8 +464,9 @@ def _cmd_train(args) -> int:
     settings = {k: getattr(args, k) for k in SAVED_SETTINGS}
     network.metadata[TRAIN_KEY] = {"settings": settings, "data": fingerprint}
     opt = optimizer if optimizer is not None else network.optimizer
-    tested = (f" and {len(x_test):,} test samples" if final_name == "test"
-              else " samples (no test part: accuracy is measured on the held-out rows)")
+    unit = "samples" if args.data else "images"
+    tested = (f" and {len(x_test):,} test {unit}" if final_name == "test"
+              else f" {unit} (no test part: accuracy is measured on the held-out rows)")
     print(f"{network}\noptimizer: {_describe_optimizer(opt)}, learning rate "
           f"{args.learning_rate:g}, batch size {args.batch_size}\ndata: {data.source}, "
           f"{len(x_train):,} training{subset}{tested}", flush=True)
@@ -533,7 +534,7 @@ def _cmd_train(args) -> int:
         except NNFrameError as exc:
             _err(f"note: no plot written: {exc}")
     if final_name == "test":
-        print(f"test accuracy: {accuracy:.2f}% on {len(y_test):,} test samples")
+        print(f"test accuracy: {accuracy:.2f}% on {len(y_test):,} test {unit}")
     else:
         print(f"validation accuracy: {accuracy:.2f}% on the {len(y_test):,} held-out samples "
               f"({args.data} has no test part; this is not a test accuracy)")
