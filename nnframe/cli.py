@@ -565,24 +565,43 @@ def _load_model(path: str, trusted: bool):
 
 def _cmd_evaluate(args) -> int:
     network = _load_model(args.model, args.trusted)
-    if network.num_nodes[0] != 784 or network.num_nodes[-1] != 10:
-        raise InputError(f"{args.model} has {network.num_nodes[0]} inputs and "
-                         f"{network.num_nodes[-1]} outputs; MNIST needs 784 and 10.")
-    data = _load_data(args)
-    predicted = network.predict_classes(data.x_test)
-    truth = data.y_test
-    matrix = np.zeros((10, 10), dtype=np.int64)
+    inputs, classes = network.num_nodes[0], network.num_nodes[-1]
+    if args.data:
+        from .userdata import SCALE_KEY, apply_scale
+
+        data = _load_data(args)
+        if data.x_test is not None:
+            x, truth, what = data.x_test, data.y_test, "test samples"
+        else:
+            x, truth, what = data.x_train, data.y_train, "samples (the file has no test part)"
+        if x.shape[1] != inputs:
+            raise InputError(f"{args.model} takes {inputs} inputs but {args.data} has "
+                             f"{x.shape[1]} values per sample; give data shaped as the model "
+                             "was trained on.")
+        if truth.max() >= classes:
+            raise InputError(f"{args.data} has the label {int(truth.max())}, but {args.model} "
+                             f"has {classes} classes (0 to {classes - 1}).")
+        x = apply_scale(network.metadata.get(SCALE_KEY), x)
+    else:
+        if inputs != 784 or classes != 10:
+            raise InputError(f"{args.model} has {inputs} inputs and {classes} outputs; MNIST "
+                             "needs 784 and 10 (give --data FILE for a model trained on your "
+                             "own data).")
+        data = _load_data(args)
+        x, truth, what = data.x_test, data.y_test, "test images"
+    predicted = network.predict_classes(x)
+    matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (truth, predicted), 1)
     accuracy = 100.0 * np.trace(matrix) / len(truth)
-    print(f"model: {args.model}\n{network}\ndata: {data.source}, {len(truth):,} test images")
+    print(f"model: {args.model}\n{network}\ndata: {data.source}, {len(truth):,} {what}")
     print(f"accuracy: {accuracy:.2f}%\n\nper-class accuracy:")
-    for digit in range(10):
+    for digit in range(classes):
         total = matrix[digit].sum()
         share = 100.0 * matrix[digit, digit] / total if total else float("nan")
         print(f"  {digit}: {share:6.2f}%  ({matrix[digit, digit]}/{total})")
     print("\nconfusion matrix (rows: true digit, columns: predicted):")
-    print("      " + "".join(f"{d:>6}" for d in range(10)))
-    for digit in range(10):
+    print("      " + "".join(f"{d:>6}" for d in range(classes)))
+    for digit in range(classes):
         print(f"  {digit:>2}  " + "".join(f"{v:>6}" for v in matrix[digit]))
     return 0
 
@@ -623,6 +642,25 @@ def _score_name(network) -> str:
     return "softmax probability" if name == "softmax" else f"{name} output"
 
 
+def _predict_rows(args) -> int:
+    """One predicted class per input row of ``--data``, in order, on stdout."""
+    from .userdata import SCALE_KEY, apply_scale, load_inputs
+
+    network = _load_model(args.model, args.trusted)
+    rows = load_inputs(args.data, network.num_nodes[0])
+    rows = apply_scale(network.metadata.get(SCALE_KEY), rows)
+    out = network._infer(rows.astype(network.dtype))
+    order = np.argsort(-out, axis=1, kind="stable")
+    lines = []
+    for i, row in enumerate(order):
+        if args.top > 1:
+            lines.append(" ".join(f"{int(c)}:{float(out[i, c]):.3f}" for c in row[:args.top]))
+        else:
+            lines.append(str(int(row[0])))
+    print("\n".join(lines), flush=True)
+    return 0
+
+
 def _cmd_predict(args) -> int:
     from ._files import atomic_write
 
@@ -631,6 +669,13 @@ def _cmd_predict(args) -> int:
     if not args.model.endswith(".pkl") and any(p.endswith(".pkl") for p in args.images):
         raise InputError(f"{args.model!r} is not a model file but an image comes later: the "
                          "model comes first, `nnframe predict MODEL.pkl IMAGE ...`.")
+    if args.data:
+        if args.images:
+            raise InputError("give either --data FILE or image files, not both.")
+        return _predict_rows(args)
+    if not args.images:
+        raise InputError("give the images to predict (`nnframe predict MODEL IMAGE ...`) or "
+                         "--data FILE with input rows.")
     network = _load_model(args.model, args.trusted)
     if network.num_nodes[0] != 784:
         raise InputError(f"{args.model} takes {network.num_nodes[0]} inputs, not 28x28 images.")
@@ -840,7 +885,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix",
-                       description="Evaluate a saved model on the MNIST test set.")
+                       description="Evaluate a saved model on the MNIST test set, or on --data "
+                       "FILE (its test part, else all its rows).")
     p.add_argument("model", help="a model file written by `nnframe train` (.pkl)")
     p.add_argument("--trusted", action="store_true",
                    help="allow a model with embedded code (only for files you trust)")
@@ -856,7 +902,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "unreadable image is named on stderr and skipped; the exit status is "
                        "then 1.")
     p.add_argument("model", help="a model file (.pkl)")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("--data", metavar="FILE",
+                   help="predict every row of FILE instead of images, printing one class per "
+                   "line (with --top K: K class:score pairs): X.npy, a .csv of input rows (a "
+                   "leading label column is dropped) or a .npz (x_test, else x_train); the "
+                   "model's stored --scale is applied")
     p.add_argument("--top", type=int, default=1, metavar="K",
                    help="list the K best digits, each with its score")
     p.add_argument("--save-input", action="store_true",
