@@ -459,7 +459,7 @@ def _cmd_train(args) -> int:
     if record is not None and record.get("data") != fingerprint:
         raise InputError(f"{args.resume} was trained on other images than {data.source} "
                          "gives with its saved --subset and --validation-split; give the "
-                         "--data-dir (or --sample) it was trained with.")
+                         "--data-dir, --sample or --data it was trained with.")
     total = args.epochs
     settings = {k: getattr(args, k) for k in SAVED_SETTINGS}
     network.metadata[TRAIN_KEY] = {"settings": settings, "data": fingerprint}
@@ -814,7 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "options you type still win")
     p.add_argument("--hidden", default=DEFAULTS["hidden"], metavar="SIZES",
                    help="hidden layer sizes, comma-separated (input 784 and output 10 are "
-                   "added)")
+                   "added; with --data, the data's width and number of classes)")
     p.add_argument("--activation", default=DEFAULTS["activation"], metavar="NAMES",
                    help="hidden activation: one name for all layers or one per layer; any "
                    "registered name (see `nnframe plugins`)")
