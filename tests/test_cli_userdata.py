@@ -148,3 +148,14 @@ def test_evaluate_refuses_data_of_another_width(files, capsys, tmp_path):
     code, _, err = run(capsys, "evaluate", str(tmp_path / "run" / "model.pkl"), "--data",
                        str(path))
     assert code == 1 and "takes 784 inputs but" in err
+
+
+def test_a_missing_data_file_is_named_and_nothing_is_written(tmp_path):
+    from test_cli import nnframe_cli
+
+    result = nnframe_cli("train", "--data", "my.npz", "--out", str(tmp_path / "run"),
+                         cwd=tmp_path, timeout=300)
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip() == ("nnframe: error: no data file at 'my.npz'; check the "
+                                     "path.")
+    assert list(tmp_path.iterdir()) == []  # --data is read before --out is made
