@@ -208,6 +208,13 @@ def _describe_optimizer(optimizer) -> str:
 def _load_data(args, *, quiet_notice: bool = False):
     from .datasets import MNISTSampleWarning, load_mnist, load_sample
 
+    if getattr(args, "data", None):
+        if getattr(args, "sample", False) or args.data_dir is not None:
+            raise InputError("--data reads your own file; --data-dir and --sample are for "
+                             "MNIST: give one of them.")
+        from .userdata import load_data_file
+
+        return load_data_file(args.data)
     if getattr(args, "sample", False):
         return load_sample()
     with warnings.catch_warnings(record=True) as caught:
@@ -232,6 +239,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    "embedded sample)")
     p.add_argument("--sample", action="store_true",
                    help="use the 5,000-image MNIST sample that ships inside nnframe")
+    p.add_argument("--data", metavar="FILE",
+                   help="your own data instead of MNIST: FILE.npz (x_train, y_train, optional "
+                   "x_test, y_test), FILE.csv (label in the first column, a header row "
+                   "detected) or X.npy,Y.npy")
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -242,10 +253,10 @@ TRAIN_KEY = "nnframe_train"
 SAVED_SETTINGS = ("hidden", "activation", "output_activation", "cost", "epochs", "batch_size",
                   "learning_rate", "seed", "dtype", "subset", "optimizer", "dropout",
                   "schedule", "validation_split", "early_stopping", "out", "sample",
-                  "data_dir", "no_download", "no_plot")
+                  "data_dir", "no_download", "no_plot", "data", "scale")
 # Options that --resume accepts: where the data and results are, and how far to train.
 RESUME_OPTIONS = {"--resume", "--epochs", "--out", "--no-plot", "--data-dir", "--no-download",
-                  "--sample"}
+                  "--sample", "--data"}
 
 
 def _rates(text: str | None, hidden: int) -> list[float] | None:
@@ -327,7 +338,7 @@ def _resume(args, given: set[str]):
     for key, value in record["settings"].items():
         if key in SAVED_SETTINGS and ((f"--{key.replace('_', '-')}" not in given)
                                       or key not in ("epochs", "out", "no_plot", "data_dir",
-                                                     "no_download", "sample")):
+                                                     "no_download", "sample", "data")):
             setattr(args, key, value)
     return network, record
 
@@ -349,6 +360,14 @@ def _held_out(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np
     return keep, held
 
 
+def _classes(data) -> int:
+    """The number of classes of user data: its largest label + 1, at least 2."""
+    top = int(data.y_train.max())
+    if data.y_test is not None:
+        top = max(top, int(data.y_test.max()))
+    return max(top + 1, 2)
+
+
 def _cmd_train(args) -> int:
     from .callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
     from .network import NeuralNetwork
@@ -366,6 +385,13 @@ def _cmd_train(args) -> int:
         optimizer = schedule = None  # both continue with their saved state
     _check_numbers(args)
     _check_training_options(args)
+    if args.scale != "none" and not args.data:
+        raise InputError("--scale is for your own data (--data FILE); MNIST is already "
+                         "scaled to [0, 1].")
+    data = None
+    if args.data:  # the network's shape comes from the data: read it first
+        data = _load_data(args)
+        classes = _classes(data)
     if not args.resume:
         hidden = _int_list(args.hidden, "--hidden") if args.hidden.strip() else []
         names = [a.strip() for a in args.activation.split(",") if a.strip()]
@@ -374,7 +400,8 @@ def _cmd_train(args) -> int:
         if len(names) != len(hidden):
             raise InputError(f"--activation has {len(names)} names for {len(hidden)} hidden "
                              "layers; give one name for all, or one per hidden layer.")
-        sizes = [784, *hidden, 10]
+        sizes = ([data.x_train.shape[1], *hidden, classes] if data is not None
+                 else [784, *hidden, 10])
         _check_network_size(sizes, args.dtype)
         dropout = _rates(args.dropout, len(hidden))
         extra = {"dropout": dropout} if dropout is not None else {}
@@ -390,15 +417,27 @@ def _cmd_train(args) -> int:
         raise InputError(f"--out {str(out)!r} cannot be used as the output directory "
                          f"({exc.strerror or exc}); give a directory that exists or can be "
                          "created.") from None
-    data = _load_data(args)
+    if data is None:
+        data = _load_data(args)
+    elif (data.x_train.shape[1], classes) != (network.num_nodes[0], network.num_nodes[-1]):
+        raise InputError(f"{args.resume} takes {network.num_nodes[0]} inputs and "
+                         f"{network.num_nodes[-1]} classes, but {args.data} has "
+                         f"{data.x_train.shape[1]} and {classes}; give the --data it was "
+                         "trained with.")
     x_train, y_train = data.x_train, data.y_train
+    x_test, y_test = data.x_test, data.y_test
+    if args.data and x_test is None and args.validation_split is None:
+        args.validation_split = 0.1
+        print(f"note: {args.data} has no test part, so 10% of it is held out to measure "
+              "accuracy (--validation-split 0.1); give --validation-split F to choose.",
+              flush=True)
     subset = ""
     if args.subset and args.subset < len(y_train):
         from .datasets import stratified_subset
 
         rows = stratified_subset(y_train, args.subset, seed=args.seed)
         x_train, y_train = x_train[rows], y_train[rows]
-        counts = np.bincount(y_train, minlength=10)
+        counts = np.bincount(y_train, minlength=network.num_nodes[-1])
         each = (f"{counts.min()}" if counts.min() == counts.max()
                 else f"{counts.min()}-{counts.max()}")
         subset = f" (--subset: drawn at random with seed {args.seed}, {each} of each digit)"
@@ -410,22 +449,40 @@ def _cmd_train(args) -> int:
                      f"{args.validation_split:g}, each digit in its share, seed {args.seed})")
         name = "validation"
     else:
-        validation = (data.x_test, data.y_test)
+        validation = (x_test, y_test)
         described = "the test set (no --validation-split)"
         name = "test"
     fingerprint = _fingerprint(x_train, y_train)
+    if args.data:
+        from .userdata import SCALE_KEY, apply_scale, fit_scale
+
+        scale = fit_scale(args.scale, x_train)  # from the rows trained on only
+        network.metadata[SCALE_KEY] = scale
+        x_train = apply_scale(scale, x_train)
+        validation = (apply_scale(scale, validation[0]), validation[1])
+        if x_test is not None:
+            x_test = apply_scale(scale, x_test)
+    # Without a test part, the final accuracy is measured on the held-out rows.
+    final_name = "test" if x_test is not None else "validation"
+    if x_test is None:
+        x_test, y_test = validation
     if record is not None and record.get("data") != fingerprint:
         raise InputError(f"{args.resume} was trained on other images than {data.source} "
                          "gives with its saved --subset and --validation-split; give the "
-                         "--data-dir (or --sample) it was trained with.")
+                         "--data-dir, --sample or --data it was trained with.")
     total = args.epochs
     settings = {k: getattr(args, k) for k in SAVED_SETTINGS}
     network.metadata[TRAIN_KEY] = {"settings": settings, "data": fingerprint}
     opt = optimizer if optimizer is not None else network.optimizer
+    unit = "samples" if args.data else "images"
+    tested = (f" and {len(x_test):,} test {unit}" if final_name == "test"
+              else f" {unit} (no test part: accuracy is measured on the held-out rows)")
     print(f"{network}\noptimizer: {_describe_optimizer(opt)}, learning rate "
           f"{args.learning_rate:g}, batch size {args.batch_size}\ndata: {data.source}, "
-          f"{len(x_train):,} training{subset} and {len(data.x_test):,} test images",
-          flush=True)
+          f"{len(x_train):,} training{subset}{tested}", flush=True)
+    if args.data and args.scale != "none":
+        print(f"input scaling: --scale {args.scale}, fitted on the training rows and stored "
+              "with the model", flush=True)
     if args.validation_split is not None:
         print(f"validation: {described}", flush=True)
     remaining = max(total - network.epochs, 0)
@@ -453,11 +510,11 @@ def _cmd_train(args) -> int:
               f"the weights of epoch {int(np.argmin(network.history['val_loss'])) + 1} "
               "are restored", flush=True)
     network.save(model_path)
-    accuracy = network.check_accuracy(None, data.x_test, data.y_test)
+    accuracy = network.check_accuracy(None, x_test, y_test)
     from . import _validation
 
-    targets, _ = _validation.labels(data.y_test, len(data.y_test), 10, network.dtype)
-    test_loss = float(network._loss.loss(network._infer(data.x_test.astype(network.dtype)),
+    targets, _ = _validation.labels(y_test, len(y_test), network.num_nodes[-1], network.dtype)
+    test_loss = float(network._loss.loss(network._infer(x_test.astype(network.dtype)),
                                          targets))
     from ._files import atomic_write
 
@@ -470,9 +527,10 @@ def _cmd_train(args) -> int:
     if network.schedule is not None:
         settings["schedule"] = network.schedule.name
         settings["schedule_hyperparameters"] = network.schedule.hyperparameters
-    record = {"network": repr(network), "data": data.source, "test_accuracy": accuracy,
-              "test_loss": test_loss, "validation": described, "settings": settings,
-              **network.history}
+    settings["data"], settings["scale"] = args.data, args.scale
+    record = {"network": repr(network), "data": data.source,
+              f"{final_name}_accuracy": accuracy, f"{final_name}_loss": test_loss,
+              "validation": described, "settings": settings, **network.history}
     atomic_write(history_path, json.dumps(record, indent=2).encode(), error=NNFrameError)
     written = [f"model:      {model_path}", f"checkpoint: {out / CHECKPOINT}",
                f"history:    {history_path}"]
@@ -485,7 +543,11 @@ def _cmd_train(args) -> int:
             written.append(f"plot:       {plot}")
         except NNFrameError as exc:
             _err(f"note: no plot written: {exc}")
-    print(f"test accuracy: {accuracy:.2f}% on {len(data.x_test):,} test images")
+    if final_name == "test":
+        print(f"test accuracy: {accuracy:.2f}% on {len(y_test):,} test {unit}")
+    else:
+        print(f"validation accuracy: {accuracy:.2f}% on the {len(y_test):,} held-out samples "
+              f"({args.data} has no test part; this is not a test accuracy)")
     print("\n".join(written))
     return 0
 
@@ -513,24 +575,43 @@ def _load_model(path: str, trusted: bool):
 
 def _cmd_evaluate(args) -> int:
     network = _load_model(args.model, args.trusted)
-    if network.num_nodes[0] != 784 or network.num_nodes[-1] != 10:
-        raise InputError(f"{args.model} has {network.num_nodes[0]} inputs and "
-                         f"{network.num_nodes[-1]} outputs; MNIST needs 784 and 10.")
-    data = _load_data(args)
-    predicted = network.predict_classes(data.x_test)
-    truth = data.y_test
-    matrix = np.zeros((10, 10), dtype=np.int64)
+    inputs, classes = network.num_nodes[0], network.num_nodes[-1]
+    if args.data:
+        from .userdata import SCALE_KEY, apply_scale
+
+        data = _load_data(args)
+        if data.x_test is not None:
+            x, truth, what = data.x_test, data.y_test, "test samples"
+        else:
+            x, truth, what = data.x_train, data.y_train, "samples (the file has no test part)"
+        if x.shape[1] != inputs:
+            raise InputError(f"{args.model} takes {inputs} inputs but {args.data} has "
+                             f"{x.shape[1]} values per sample; give data shaped as the model "
+                             "was trained on.")
+        if truth.max() >= classes:
+            raise InputError(f"{args.data} has the label {int(truth.max())}, but {args.model} "
+                             f"has {classes} classes (0 to {classes - 1}).")
+        x = apply_scale(network.metadata.get(SCALE_KEY), x)
+    else:
+        if inputs != 784 or classes != 10:
+            raise InputError(f"{args.model} has {inputs} inputs and {classes} outputs; MNIST "
+                             "needs 784 and 10 (give --data FILE for a model trained on your "
+                             "own data).")
+        data = _load_data(args)
+        x, truth, what = data.x_test, data.y_test, "test images"
+    predicted = network.predict_classes(x)
+    matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (truth, predicted), 1)
     accuracy = 100.0 * np.trace(matrix) / len(truth)
-    print(f"model: {args.model}\n{network}\ndata: {data.source}, {len(truth):,} test images")
+    print(f"model: {args.model}\n{network}\ndata: {data.source}, {len(truth):,} {what}")
     print(f"accuracy: {accuracy:.2f}%\n\nper-class accuracy:")
-    for digit in range(10):
+    for digit in range(classes):
         total = matrix[digit].sum()
         share = 100.0 * matrix[digit, digit] / total if total else float("nan")
         print(f"  {digit}: {share:6.2f}%  ({matrix[digit, digit]}/{total})")
     print("\nconfusion matrix (rows: true digit, columns: predicted):")
-    print("      " + "".join(f"{d:>6}" for d in range(10)))
-    for digit in range(10):
+    print("      " + "".join(f"{d:>6}" for d in range(classes)))
+    for digit in range(classes):
         print(f"  {digit:>2}  " + "".join(f"{v:>6}" for v in matrix[digit]))
     return 0
 
@@ -571,6 +652,25 @@ def _score_name(network) -> str:
     return "softmax probability" if name == "softmax" else f"{name} output"
 
 
+def _predict_rows(args) -> int:
+    """One predicted class per input row of ``--data``, in order, on stdout."""
+    from .userdata import SCALE_KEY, apply_scale, load_inputs
+
+    network = _load_model(args.model, args.trusted)
+    rows = load_inputs(args.data, network.num_nodes[0])
+    rows = apply_scale(network.metadata.get(SCALE_KEY), rows)
+    out = network._infer(rows.astype(network.dtype))
+    order = np.argsort(-out, axis=1, kind="stable")
+    lines = []
+    for i, row in enumerate(order):
+        if args.top > 1:
+            lines.append(" ".join(f"{int(c)}:{float(out[i, c]):.3f}" for c in row[:args.top]))
+        else:
+            lines.append(str(int(row[0])))
+    print("\n".join(lines), flush=True)
+    return 0
+
+
 def _cmd_predict(args) -> int:
     from ._files import atomic_write
 
@@ -579,6 +679,13 @@ def _cmd_predict(args) -> int:
     if not args.model.endswith(".pkl") and any(p.endswith(".pkl") for p in args.images):
         raise InputError(f"{args.model!r} is not a model file but an image comes later: the "
                          "model comes first, `nnframe predict MODEL.pkl IMAGE ...`.")
+    if args.data:
+        if args.images:
+            raise InputError("give either --data FILE or image files, not both.")
+        return _predict_rows(args)
+    if not args.images:
+        raise InputError("give the images to predict (`nnframe predict MODEL IMAGE ...`) or "
+                         "--data FILE with input rows.")
     network = _load_model(args.model, args.trusted)
     if network.num_nodes[0] != 784:
         raise InputError(f"{args.model} takes {network.num_nodes[0]} inputs, not 28x28 images.")
@@ -717,7 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "options you type still win")
     p.add_argument("--hidden", default=DEFAULTS["hidden"], metavar="SIZES",
                    help="hidden layer sizes, comma-separated (input 784 and output 10 are "
-                   "added)")
+                   "added; with --data, the data's width and number of classes)")
     p.add_argument("--activation", default=DEFAULTS["activation"], metavar="NAMES",
                    help="hidden activation: one name for all layers or one per layer; any "
                    "registered name (see `nnframe plugins`)")
@@ -780,10 +887,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "history.png go")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     _add_data_options(p)
+    p.add_argument("--scale", choices=["none", "max", "standard"], default="none",
+                   help="with --data: scale the inputs, by the training inputs' largest "
+                   "absolute value (max: uint8 pixels become 0-1) or to mean 0 and standard "
+                   "deviation 1 per column (standard); stored with the model, so evaluate "
+                   "and predict --data scale the same way")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix",
-                       description="Evaluate a saved model on the MNIST test set.")
+                       description="Evaluate a saved model on the MNIST test set, or on --data "
+                       "FILE (its test part, else all its rows).")
     p.add_argument("model", help="a model file written by `nnframe train` (.pkl)")
     p.add_argument("--trusted", action="store_true",
                    help="allow a model with embedded code (only for files you trust)")
@@ -799,7 +912,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "unreadable image is named on stderr and skipped; the exit status is "
                        "then 1.")
     p.add_argument("model", help="a model file (.pkl)")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("--data", metavar="FILE",
+                   help="predict every row of FILE instead of images, printing one class per "
+                   "line (with --top K: K class:score pairs): X.npy, a .csv of input rows (a "
+                   "leading label column is dropped) or a .npz (x_test, else x_train); the "
+                   "model's stored --scale is applied")
     p.add_argument("--top", type=int, default=1, metavar="K",
                    help="list the K best digits, each with its score")
     p.add_argument("--save-input", action="store_true",

@@ -16,7 +16,7 @@ TIMEOUT = 300  # only turns a hang into a failure
 
 # -- prefixes ------------------------------------------------------------------------------
 @pytest.mark.parametrize("args, prefix", [
-    (["train", "--data", "my.npz"], "--data"),  # was taken as --data-dir my.npz
+    (["train", "--data-d", "mnist"], "--data-d"),  # --data is an option of its own now
     (["train", "--epoch", "3"], "--epoch"),
     (["train", "--learn", "0.5"], "--learn"),
     (["train", "--sam"], "--sam"),
