@@ -307,23 +307,8 @@ class NeuralNetwork:
             return self._run
         if self._run is not None and optimizer is self._run.optimizer:
             return self._run
-        if isinstance(optimizer, str):
-            optimizer = get_optimizer(optimizer)
-        elif isinstance(optimizer, Optimizer):
-            checked_name(optimizer, type(optimizer).__name__, "adam")
-            if "_hyperparameters" not in optimizer.__dict__:
-                raise PluginContractError(
-                    f"optimizer {optimizer._label()}: __init__ did not call "
-                    "super().__init__(**hyperparameters), so nothing would be saved with the "
-                    "model")
-        elif isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
-            raise InputError(f"optimizer is the class {optimizer.__name__}; pass an instance "
-                             f"(optimizer={optimizer.__name__}(...)) or a name such as "
-                             "'adam'.")
-        else:
-            raise InputError(f"optimizer must be a name such as 'adam' or an nnframe.Optimizer "
-                             f"(from nnframe.get_optimizer('adam', beta1=0.9)), got "
-                             f"{type(optimizer).__name__} {brief(optimizer)}.")
+        optimizer = _instance(optimizer, Optimizer, get_optimizer, "adam",
+                              "nnframe.get_optimizer('adam', beta1=0.9)")
         try:
             run = OptimizerRun(optimizer, self.parameters())
         except NNFrameError:
@@ -352,23 +337,8 @@ class NeuralNetwork:
             return self._schedule
         if self._schedule is not None and schedule is self._schedule.schedule:
             return self._schedule
-        if isinstance(schedule, str):
-            schedule = get_schedule(schedule)
-        elif isinstance(schedule, Schedule):
-            checked_name(schedule, type(schedule).__name__, "cosine")
-            if "_hyperparameters" not in schedule.__dict__:
-                raise PluginContractError(
-                    f"schedule {schedule._label()}: __init__ did not call "
-                    "super().__init__(**hyperparameters), so nothing would be saved with the "
-                    "model")
-        elif isinstance(schedule, type) and issubclass(schedule, Schedule):
-            raise InputError(f"schedule is the class {schedule.__name__}; pass an instance "
-                             f"(schedule={schedule.__name__}(...)) or a name such as "
-                             "'cosine'.")
-        else:
-            raise InputError(f"schedule must be a name such as 'cosine' or an nnframe.Schedule "
-                             f"(from nnframe.get_schedule('step', step_size=10)), got "
-                             f"{type(schedule).__name__} {brief(schedule)}.")
+        schedule = _instance(schedule, Schedule, get_schedule, "cosine",
+                             "nnframe.get_schedule('step', step_size=10)")
         self._schedule = ScheduleRun(schedule, self.epochs, num_epochs)
         self._saved_schedule = None
         return self._schedule
@@ -728,6 +698,28 @@ class NeuralNetwork:
         from .persistence import load
 
         return load(path, trusted=trusted)
+
+
+def _instance(spec, base: type, get, example: str, how: str):
+    """``spec`` for `train`'s ``optimizer=`` or ``schedule=``: a registered name (built with
+    ``get``) or an instance of ``base``, checked as the registry checks what plugins
+    register: a valid name, and hyperparameters recorded so that they can be saved."""
+    kind = base.kind
+    if isinstance(spec, str):
+        return get(spec)
+    if isinstance(spec, base):
+        checked_name(spec, type(spec).__name__, example)
+        if "_hyperparameters" not in spec.__dict__:
+            raise PluginContractError(
+                f"{kind} {spec._label()}: __init__ did not call "
+                "super().__init__(**hyperparameters), so nothing would be saved with the "
+                "model")
+        return spec
+    if isinstance(spec, type) and issubclass(spec, base):
+        raise InputError(f"{kind} is the class {spec.__name__}; pass an instance "
+                         f"({kind}={spec.__name__}(...)) or a name such as '{example}'.")
+    raise InputError(f"{kind} must be a name such as '{example}' or an nnframe."
+                     f"{base.__name__} (from {how}), got {type(spec).__name__} {brief(spec)}.")
 
 
 def _dropout(value, num_layers: int) -> list[float]:
