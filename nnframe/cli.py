@@ -200,7 +200,7 @@ def _build_optimizer(args):
             f"{brief(str(exc), 200)}.") from None
 
 
-def _describe_optimizer(optimizer) -> str:
+def _describe(optimizer) -> str:
     settings = ", ".join(f"{key}={value!r}" for key, value in optimizer.hyperparameters.items())
     return f"{optimizer.name}({settings})"
 
@@ -317,6 +317,24 @@ def _check_training_options(args) -> None:
             raise InputError("--early-stopping needs --validation-split F (such as 0.1): it "
                              "watches the loss on images held out from the training set, "
                              "never the test set.")
+
+
+def _resume_span(network, record: dict, total: int) -> None:
+    """On --resume with another total of --epochs: say when nothing is left to train, and
+    stretch the schedule over the new total (a cosine would otherwise restart from 0)."""
+    from .schedules import ScheduleRun
+
+    if total <= network.epochs:
+        _err(f"note: the checkpoint has trained {network.epochs} epochs and --epochs is "
+             f"{total}: nothing to train; give a larger total to train more.")
+        return
+    saved = record["settings"].get("epochs")
+    run = network._schedule
+    if run is not None and saved != total and run.first_epoch < total:
+        network._schedule = ScheduleRun(run.schedule, run.first_epoch, total - run.first_epoch)
+        _err(f"note: --epochs {total} instead of the saved {saved}: the schedule "
+             f"{run.schedule.name!r} now spans epochs {run.first_epoch + 1}-{total} (the "
+             "weights will differ from a run of that length from the start).")
 
 
 def _resume(args, given: set[str]):
@@ -471,15 +489,27 @@ def _cmd_train(args) -> int:
                          "gives with its saved --subset and --validation-split; give the "
                          "--data-dir, --sample or --data it was trained with.")
     total = args.epochs
+    if record is not None:
+        _resume_span(network, record, total)
     settings = {k: getattr(args, k) for k in SAVED_SETTINGS}
+    # Paths as absolute ones: a checkpoint resumes from any working directory.
+    settings["out"] = str(Path(args.out).resolve())
+    if args.data:
+        settings["data"] = ",".join(str(Path(part).resolve()) for part in args.data.split(","))
     network.metadata[TRAIN_KEY] = {"settings": settings, "data": fingerprint}
     opt = optimizer if optimizer is not None else network.optimizer
     unit = "samples" if args.data else "images"
     tested = (f" and {len(x_test):,} test {unit}" if final_name == "test"
               else f" {unit} (no test part: accuracy is measured on the held-out rows)")
-    print(f"{network}\noptimizer: {_describe_optimizer(opt)}, learning rate "
+    print(f"{network}\noptimizer: {_describe(opt)}, learning rate "
           f"{args.learning_rate:g}, batch size {args.batch_size}\ndata: {data.source}, "
           f"{len(x_train):,} training{subset}{tested}", flush=True)
+    if schedule is not None:  # started by this run
+        print(f"schedule: {_describe(schedule)}, over epochs 1-{total}", flush=True)
+    elif network.schedule is not None:  # continued
+        run = network._schedule
+        print(f"schedule: {_describe(run.schedule)}, over epochs "
+              f"{run.first_epoch + 1}-{run.first_epoch + run.num_epochs}", flush=True)
     if args.data and args.scale != "none":
         print(f"input scaling: --scale {args.scale}, fitted on the training rows and stored "
               "with the model", flush=True)
@@ -506,7 +536,8 @@ def _cmd_train(args) -> int:
     if args.early_stopping is not None and stopper.stopped_epoch:
         network.metadata[TRAIN_KEY]["settings"]["epochs"] = total = network.epochs
         network.save(out / CHECKPOINT)  # finished: resuming it trains nothing more
-        print(f"early stopping: val_loss did not improve for {args.early_stopping} epochs; "
+        epochs = "epoch" if args.early_stopping == 1 else "epochs"
+        print(f"early stopping: val_loss did not improve for {args.early_stopping} {epochs}; "
               f"the weights of epoch {int(np.argmin(network.history['val_loss'])) + 1} "
               "are restored", flush=True)
     network.save(model_path)

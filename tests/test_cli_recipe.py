@@ -1,6 +1,7 @@
 """nnframe train --recipe: a named set of options that typed options override."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -75,3 +76,33 @@ def test_resuming_a_checkpoint_whose_optimizer_plugin_is_missing_is_one_line(tmp
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "pip install nnframe-lamb" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def run_in(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "nnframe", "train", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_resume_from_another_directory_writes_to_the_runs_own(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    first = run_in(tmp_path, "--sample", "--subset", "300", "--hidden", "8", "--epochs", "1",
+                   "--no-plot", "--out", "run")
+    assert first.returncode == 0, first.stderr
+    again = run_in(tmp_path / "elsewhere", "--resume", "../run/checkpoint.pkl", "--epochs",
+                   "2")
+    assert again.returncode == 0, again.stderr
+    assert nnframe.load(tmp_path / "run" / "model.pkl").epochs == 2
+    assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_resume_to_a_new_total_stretches_the_schedule_and_says_so(tmp_path):
+    first = run_in(tmp_path, "--sample", "--subset", "300", "--hidden", "8", "--epochs", "2",
+                   "--schedule", "cosine", "--no-plot", "--out", "run")
+    assert first.returncode == 0, first.stderr
+    again = run_in(tmp_path, "--resume", "run/checkpoint.pkl", "--epochs", "4")
+    assert again.returncode == 0, again.stderr
+    assert "now spans epochs 1-4" in again.stderr
+    rates = json.loads((tmp_path / "run" / "history.json").read_text())["learning_rate"]
+    assert rates[2:] == [0.1 * (1 + math.cos(math.pi * k / 4)) / 2 for k in (2, 3)]
+    done = run_in(tmp_path, "--resume", "run/checkpoint.pkl", "--epochs", "3")
+    assert done.returncode == 0 and "nothing to train" in done.stderr
