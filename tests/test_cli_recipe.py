@@ -15,7 +15,7 @@ def train(out, *args):
 
 
 def test_the_accurate_recipe_sets_its_options(tmp_path):
-    result = train(tmp_path, "--recipe", "accurate", "--hidden", "32,16")  # typed: wins
+    result = train(tmp_path, "--recipe", "Accurate", "--hidden", "32,16")  # typed: wins
     assert result.returncode == 0, result.stderr
     net = nnframe.load(tmp_path / "model.pkl")
     assert net.num_nodes == [784, 32, 16, 10]
