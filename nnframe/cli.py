@@ -6,6 +6,7 @@ import argparse
 import io
 import itertools
 import json
+import re
 import sys
 import warnings
 import zlib
@@ -398,8 +399,13 @@ def _cmd_train(args) -> int:
     _apply_recipe(args, given)
     if args.resume:
         network, record = _resume(args, given)
-        network._optimizer_run()  # one line naming the package if a plugin is missing
-        network._schedule_run(None, 0)
+        try:  # one line naming the package if a plugin is missing
+            network._optimizer_run()
+            network._schedule_run(None, 0)
+        except NNFrameError as exc:  # the advice for Python callers, in command-line terms
+            message = re.sub(r"pass (optimizer|schedule)= to train to start a new one",
+                             "start a new run (without --resume)", str(exc))
+            raise type(exc)(message) from None
         optimizer = schedule = None  # both continue with their saved state
     _check_numbers(args)
     _check_training_options(args)

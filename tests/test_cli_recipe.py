@@ -75,6 +75,7 @@ def test_resuming_a_checkpoint_whose_optimizer_plugin_is_missing_is_one_line(tmp
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "pip install nnframe-lamb" in result.stderr
+    assert "optimizer=" not in result.stderr and "without --resume" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
