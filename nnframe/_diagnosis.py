@@ -58,11 +58,13 @@ def blame_plugin(network, exc: Exception, x, targets, context: str, note: str = 
                              "to test installed plugins.") from exc
 
 
-def optimizer_fault(optimizer, exc: Exception, context: str, note: str = "",
-                    method: str = "update") -> NoReturn:
-    """Raise the error for an exception from an optimizer's code, naming its plugin."""
+def plugin_fault(obj, exc: Exception, context: str, note: str = "",
+                 method: str = "update") -> NoReturn:
+    """Raise the error for an exception from a configured plugin's code (an optimizer's or a
+    schedule's ``method``), naming the plugin and its package."""
+    where = f"{context}: " if context else ""
     raise PluginRuntimeError(
-        f"{context}: the optimizer {optimizer._label()} ({provider_of(optimizer)}) raised "
+        f"{where}the {obj.kind} {obj._label()} ({provider_of(obj)}) raised "
         f"{type(exc).__name__} in {method}: {str(exc)[:200]}.{note} Run "
         "`nnframe plugins --check` to test installed plugins.") from exc
 

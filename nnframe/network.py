@@ -314,7 +314,7 @@ class NeuralNetwork:
         except NNFrameError:
             raise
         except Exception as exc:
-            _diagnosis.optimizer_fault(optimizer, exc, "the optimizer could not start",
+            _diagnosis.plugin_fault(optimizer, exc, "the optimizer could not start",
                                        method="init_state")
         self._run, self._saved_optimizer = run, None
         return run
@@ -468,7 +468,7 @@ class NeuralNetwork:
             except NNFrameError:
                 raise
             except Exception as exc:
-                _diagnosis.optimizer_fault(run.optimizer, exc, "back_pass failed")
+                _diagnosis.plugin_fault(run.optimizer, exc, "back_pass failed")
         except BaseException:
             for param, saved in zip(self.parameters(), snapshot[0], strict=True):
                 param[...] = saved  # nothing half-done

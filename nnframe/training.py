@@ -128,9 +128,7 @@ class Trainer:
             ok = isinstance(rate, (int, float, np.floating)) and not isinstance(rate, bool)
             ok = ok and math.isfinite(rate) and rate >= 0
         except Exception as exc:
-            raise PluginRuntimeError(
-                f"the schedule {schedule._label()} ({_diagnosis.provider_of(schedule)}) raised "
-                f"{type(exc).__name__} in rate: {str(exc)[:200]}.") from exc
+            _diagnosis.plugin_fault(schedule, exc, "", method="rate")
         if not ok:
             raise PluginRuntimeError(
                 f"the schedule {schedule._label()} ({_diagnosis.provider_of(schedule)}) "
@@ -268,7 +266,7 @@ class Trainer:
             raise
         except _OptimizerFault as fault:
             restore()
-            _diagnosis.optimizer_fault(self.run.optimizer, fault.exc,
+            _diagnosis.plugin_fault(self.run.optimizer, fault.exc,
                                        where.format(batch + 1), note)
         except Exception as exc:
             if in_callback:

@@ -6,21 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from test_training_interrupts import data, network
 
 import nnframe
 from nnframe import InputError, NeuralNetwork
 from nnframe.callbacks import Callback, EarlyStopping, ModelCheckpoint, ProgressBar
 
-N, BATCH = 40, 10  # four batches per epoch
-
-
-def data(seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(N, 3)).astype(np.float32), rng.integers(0, 3, N)
-
-
-def network(hidden="tanh"):
-    return NeuralNetwork(3, [3, 6, 3], [None, hidden, "softmax"], "cross_entropy", seed=0)
+BATCH = 10  # four batches per epoch of the 40 rows of data()
 
 
 def weights(net):
