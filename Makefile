@@ -25,9 +25,10 @@ $(BASE): pyproject.toml $(PLUGIN)/pyproject.toml $(wildcard $(PLUGIN)/nnframe_ex
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps ./$(PLUGIN)
 	touch $(BASE)
 
-# Plus what the tests, the docs build and the benchmark's scikit-learn peer need.
+# Plus what the tests, the docs build, the benchmark's scikit-learn peer and the
+# distributed tests (MPI: mpi4py and an mpiexec) need.
 $(FULL): $(BASE)
-	$(BIN)/python -m pip install --quiet -e '.[plot,images,test,docs,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[plot,images,test,docs,bench,mpi]'
 	touch $(FULL)
 
 # Exactly this version: a CPU build on these machines.
