@@ -83,7 +83,7 @@ def predict_epoch(rows: int, global_batch: int, p: int, compute: dict[int, float
     """Predicted seconds per epoch of data-parallel training on `p` nodes.
 
     Every global batch of `global_batch` rows is split across the p nodes; the slowest node
-    holds ceil(rows / p) of them and takes `compute` at that per-node batch size (seconds
+    holds ceil(global_batch / p) of them and takes `compute` at that per-node batch size (seconds
     per batch, measured at several sizes: `interpolate_seconds`). Then one allreduce of
     `nbytes` (`ring_allreduce_seconds`), not overlapped with the computation (nnframe
     reduces once, after the whole backward pass). The last batch may be smaller. Parallel
@@ -328,18 +328,25 @@ def model_tables(compute: dict, threads: int, rows: int = MNIST_ROWS,
 
 
 def report(result: dict) -> str:
-    lines = []
+    m = result["machine"]
+    lines = [f"{m['cpus']} CPUs, {m['processor'] or m['platform']}; load average (1, 5, 15 "
+             f"min) before {', '.join(f'{x:.2f}' for x in m['load_average_before'])}, after "
+             f"{', '.join(f'{x:.2f}' for x in m['load_average'])}"]
     compute = result["compute"]
     for model, by_threads in compute.items():
-        lines.append(f"\n{MODEL_LABELS[model]}: ms per batch (forward, backward, update)")
+        best = result["compute_best"][model]
+        lines.append(f"\n{MODEL_LABELS[model]}: ms per batch (forward, backward, update), "
+                     f"median and fastest of {len(result['compute_samples'][model]['1']['1'])}"
+                     f" runs")
         threads = sorted(by_threads, key=int)
-        lines.append("  batch " + "".join(f"{t + ' thread' + ('s' if t != '1' else ''):>12}"
-                                          for t in map(str, threads)) + "   1 / 2 threads")
+        lines.append("  batch " + "".join(f"{t + ' thread' + ('s' if t != '1' else ''):>20}"
+                                          for t in map(str, threads))
+                     + "   1 / 2 threads (fastest)")
         for b in sorted(by_threads[threads[0]], key=int):
-            row = [by_threads[t][b] for t in threads]
-            ratio = row[0] / row[-1] if len(row) > 1 else 1.0
-            lines.append(f"  {b:>5}" + "".join(f"{s * 1e3:12.3f}" for s in row)
-                         + f"{ratio:10.2f}")
+            row = [(by_threads[t][b], best[t][b]) for t in threads]
+            ratio = row[0][1] / row[-1][1] if len(row) > 1 else 1.0
+            lines.append(f"  {b:>5}" + "".join(f"{f'{m * 1e3:.3f} ({f * 1e3:.3f})':>20}"
+                                               for m, f in row) + f"{ratio:10.2f}")
     allreduce = result["allreduce"]
     if "skipped" in allreduce:
         lines.append(f"\nallreduce: skipped ({allreduce['skipped']})")
@@ -368,7 +375,8 @@ def report(result: dict) -> str:
                 lines.append(f"  {b:>5} {one:23.3f} {two:25.3f} {two / one:7.2f}   {model}")
     model = result["model"]
     lines.append(f"\nCost model: {result['rows']} rows per epoch, one node = this machine with "
-                 f"{result['node_threads']} BLAS threads; seconds per epoch (efficiency)")
+                 f"{result['node_threads']} BLAS threads (fastest runs); seconds per epoch "
+                 f"(parallel efficiency)")
     for name, by_network in model.items():
         for network, by_batch in by_network.items():
             bandwidth, latency = NETWORKS[network]
@@ -386,6 +394,7 @@ def machine() -> dict:
     import nnframe
 
     return {"platform": platform.platform(), "processor": platform.processor(),
+            "load_average": os.getloadavg(),
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "nnframe": nnframe.__version__}
 
@@ -419,6 +428,7 @@ def main(argv=None) -> int:
         return 0
 
     sizes = QUICK if args.quick else FULL
+    load_before = os.getloadavg()
     rounds = 1 if args.quick else args.rounds
     compute, samples = measure_compute(list(MODELS), sizes, rounds=rounds,
                                        budget=0.05 if args.quick else 0.5)
@@ -436,23 +446,30 @@ def main(argv=None) -> int:
     if not (args.quick or args.no_epochs):
         epochs = (measure_epochs(args) if args.data_dir
                   else {"skipped": "no --data-dir (full MNIST)"})
+    # The model takes each setting's fastest run: on a shared machine other jobs slow
+    # some runs down (the 2-thread ones most), and the model is about this machine, not
+    # about its neighbours. The medians are reported beside them.
+    best = {m: {t: {b: min(v) for b, v in by_b.items()} for t, by_b in by_t.items()}
+            for m, by_t in samples.items()}
     node_threads = max(compute["mlp"])
-    result = {"machine": machine(), "rows": MNIST_ROWS, "node_threads": node_threads,
-              "compute": compute, "compute_samples": samples, "allreduce": allreduce,
+    result = {"machine": {**machine(), "load_average_before": load_before},
+              "rows": MNIST_ROWS, "node_threads": node_threads,
+              "compute": compute, "compute_best": best, "compute_samples": samples,
+              "allreduce": allreduce,
               "epochs": epochs,
               "networks": {k: {"bandwidth": b, "latency": lat}
                            for k, (b, lat) in NETWORKS.items()},
               "buffer_bytes": {m: buffer_bytes(MODELS[m]) for m in MODELS},
-              "model": model_tables(compute, node_threads)}
+              "model": model_tables(best, node_threads)}
     mlp_bytes = buffer_bytes(MODELS["mlp"])
     if epochs and "table" in epochs and str(mlp_bytes) in allreduce.get("seconds", {}):
         # the model on this machine: 2 ranks of 1 thread each, and the allreduce time
         # measured for this buffer (2 (p-1)/p = 1 at p = 2: bandwidth = bytes / time)
         measured = allreduce["seconds"][str(mlp_bytes)]
         for b, row in epochs["table"].items():
-            row["predicted_2x1"] = predict_epoch(MNIST_ROWS, int(b), 2, compute["mlp"][1],
+            row["predicted_2x1"] = predict_epoch(MNIST_ROWS, int(b), 2, best["mlp"][1],
                                                  mlp_bytes, mlp_bytes / measured, 0.0)
-            row["predicted_1x2"] = predict_epoch(MNIST_ROWS, int(b), 1, compute["mlp"][2],
+            row["predicted_1x2"] = predict_epoch(MNIST_ROWS, int(b), 1, best["mlp"][2],
                                                  mlp_bytes, mlp_bytes / measured, 0.0)
     print(report(json.loads(json.dumps(result))))
     if args.json:
