@@ -309,6 +309,23 @@ def measure_epochs(args) -> dict:
     return {"table": table, "runs": runs}
 
 
+def this_machine(best: dict, allreduce: dict, batches=(64, 256, 1024)) -> dict:
+    """The model on this machine: 1 process with 2 BLAS threads against 2 ranks of 1
+    thread each, with the allreduce time measured for each model's buffer (at p = 2 the
+    ring's bytes factor is 1: bandwidth = bytes / time, latency included)."""
+    out: dict = {}
+    for model, by_threads in best.items():
+        nbytes = buffer_bytes(MODELS[model])
+        measured = allreduce.get("seconds", {}).get(str(nbytes))
+        if measured is None or 1 not in by_threads or 2 not in by_threads:
+            continue
+        out[model] = {str(b): {
+            "1x2": predict_epoch(MNIST_ROWS, b, 1, by_threads[2], nbytes, math.inf, 0.0),
+            "2x1": predict_epoch(MNIST_ROWS, b, 2, by_threads[1], nbytes, nbytes / measured,
+                                 0.0)} for b in batches}
+    return out
+
+
 # -- the report ------------------------------------------------------------------------------
 def model_tables(compute: dict, threads: int, rows: int = MNIST_ROWS,
                  networks=NETWORKS, nodes=NODES, global_batches=GLOBAL_BATCHES) -> dict:
@@ -329,7 +346,7 @@ def model_tables(compute: dict, threads: int, rows: int = MNIST_ROWS,
 
 def report(result: dict) -> str:
     m = result["machine"]
-    lines = [f"{m['cpus']} CPUs, {m['processor'] or m['platform']}; load average (1, 5, 15 "
+    lines = [f"{m['cpus']} CPUs, {m['processor']}; load average (1, 5, 15 "
              f"min) before {', '.join(f'{x:.2f}' for x in m['load_average_before'])}, after "
              f"{', '.join(f'{x:.2f}' for x in m['load_average'])}"]
     compute = result["compute"]
@@ -365,14 +382,19 @@ def report(result: dict) -> str:
             lines.append(f"\nepochs: skipped ({epochs['skipped']})")
         else:
             lines.append("\nFull MNIST, benchmark MLP, seconds per epoch (median):")
-            lines.append("  batch   1 process x 2 threads   mpiexec -n 2 x 1 thread   ratio"
-                         "   model: 1 x 2, 2 x 1")
+            lines.append("  batch   1 process x 2 threads   mpiexec -n 2 x 1 thread   ratio")
             for b, row in epochs["table"].items():
                 one = row.get("1x2", {}).get("seconds_per_epoch", math.nan)
                 two = row.get("2x1", {}).get("seconds_per_epoch", math.nan)
-                model = "".join(f"{row[k]['epoch_s']:8.3f}" for k in
-                                ("predicted_1x2", "predicted_2x1") if k in row)
-                lines.append(f"  {b:>5} {one:23.3f} {two:25.3f} {two / one:7.2f}   {model}")
+                lines.append(f"  {b:>5} {one:23.3f} {two:25.3f} {two / one:7.2f}")
+    if result.get("this_machine"):
+        lines.append("\nThe model on this machine, seconds per epoch of MNIST (fastest compute "
+                     "runs, measured allreduce):")
+        lines.append("  model  batch   1 process x 2 threads   2 ranks x 1 thread   ratio")
+        for name, by_batch in result["this_machine"].items():
+            for b, row in by_batch.items():
+                one, two = row["1x2"]["epoch_s"], row["2x1"]["epoch_s"]
+                lines.append(f"  {name:>5} {b:>6} {one:23.3f} {two:20.3f} {two / one:7.2f}")
     model = result["model"]
     lines.append(f"\nCost model: {result['rows']} rows per epoch, one node = this machine with "
                  f"{result['node_threads']} BLAS threads (fastest runs); seconds per epoch "
@@ -390,10 +412,21 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     import nnframe
 
-    return {"platform": platform.platform(), "processor": platform.processor(),
+    return {"platform": platform.platform(), "processor": cpu_name(),
             "load_average": os.getloadavg(),
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "nnframe": nnframe.__version__}
@@ -461,16 +494,7 @@ def main(argv=None) -> int:
                            for k, (b, lat) in NETWORKS.items()},
               "buffer_bytes": {m: buffer_bytes(MODELS[m]) for m in MODELS},
               "model": model_tables(best, node_threads)}
-    mlp_bytes = buffer_bytes(MODELS["mlp"])
-    if epochs and "table" in epochs and str(mlp_bytes) in allreduce.get("seconds", {}):
-        # the model on this machine: 2 ranks of 1 thread each, and the allreduce time
-        # measured for this buffer (2 (p-1)/p = 1 at p = 2: bandwidth = bytes / time)
-        measured = allreduce["seconds"][str(mlp_bytes)]
-        for b, row in epochs["table"].items():
-            row["predicted_2x1"] = predict_epoch(MNIST_ROWS, int(b), 2, best["mlp"][1],
-                                                 mlp_bytes, mlp_bytes / measured, 0.0)
-            row["predicted_1x2"] = predict_epoch(MNIST_ROWS, int(b), 1, best["mlp"][2],
-                                                 mlp_bytes, mlp_bytes / measured, 0.0)
+    result["this_machine"] = this_machine(best, allreduce)
     print(report(json.loads(json.dumps(result))))
     if args.json:
         with open(args.json, "w") as f:
