@@ -41,11 +41,20 @@ __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar"]
 class Callback:
     """The base class of callbacks: every method does nothing until overridden.
 
+    In distributed training (`train(..., distributed=True)`) callbacks run on every rank
+    and see the same, whole-data history; those with `rank_zero_only` set (the progress
+    bar, checkpoints: whatever writes or prints) run on rank 0 alone.
+
+    Attributes:
+        rank_zero_only: Run only on rank 0 in distributed training (False here).
+
     Examples:
         >>> class PrintLoss(Callback):
         ...     def on_epoch_end(self, state):
         ...         print(f"epoch {state.epoch}: loss {state.loss:.3f}")
     """
+
+    rank_zero_only = False
 
     def on_train_begin(self, state: TrainingState) -> None:
         """Called once before the first epoch (`state.epoch` is 0, `state.loss` NaN).
@@ -227,7 +236,8 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the network after every epoch, or only after those that improve a value.
+    """Save the network after every epoch, or only after those that improve a value (in
+    distributed training, on rank 0 alone).
 
     The file is written atomically with [save][nnframe.NeuralNetwork.save] (a crash never
     leaves a damaged file; the previous one stays until the new one is complete), so it
@@ -264,6 +274,8 @@ class ModelCheckpoint(Callback):
         self.save_best_only = save_best_only
         self.best = self._monitor.best
         self.saved_epochs: list[int] = []
+
+    rank_zero_only = True
 
     def on_train_begin(self, state: TrainingState) -> None:
         """Refuse a missing directory or monitored key before any epoch runs.
@@ -325,6 +337,8 @@ class ProgressBar(Callback):
             epochs.
         validation_name: How the `val_` results are labelled (`"test"` shows `test_loss`).
     """
+
+    rank_zero_only = True
 
     def __init__(self, file=None, *, initial_epoch: int = 0, total_epochs: int | None = None,
                  validation_name: str = "val") -> None:
