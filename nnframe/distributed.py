@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import threading
 from typing import Any
 
 import numpy as np
@@ -199,6 +201,7 @@ class DistributedTrainer(Trainer):
                        for i, p in enumerate(params)]
         self._numbers = self._buffer[self._size:]
         self._failed = False  # set once the ranks have agreed that training failed
+        self._interrupted = False  # Ctrl-C caught, to raise at the next safe point
 
     # -- the collective --------------------------------------------------------------------
     def _allreduce(self) -> None:
@@ -233,7 +236,14 @@ class DistributedTrainer(Trainer):
         rows, rank, size = stop - start, self.ranks.rank, self.ranks.size
         return start + rows * rank // size, start + rows * (rank + 1) // size
 
+    def _check_interrupt(self) -> None:
+        """Raise the Ctrl-C caught since the last check, here, before a collective."""
+        if self._interrupted:
+            self._interrupted = False
+            raise KeyboardInterrupt
+
     def step(self, xb, yb, ids, learning_rate, rows):
+        self._check_interrupt()
         network, numbers = self.network, self._numbers
         total = rows[1]
         dropout = self.rng if any(network.dropout) else None
@@ -286,6 +296,7 @@ class DistributedTrainer(Trainer):
 
     def _end_epoch(self, epoch, history) -> None:
         super()._end_epoch(epoch, history)
+        self._check_interrupt()
         # A callback on any rank may have asked to stop: then every rank stops.
         self.stop_requested = bool(self._agree_numbers(stop=self.stop_requested)[_STOP])
 
@@ -293,6 +304,13 @@ class DistributedTrainer(Trainer):
     def fit(self, x, y, ids):
         threads = self.ranks.local_threads()
         previous = _parallel.set_blas_threads(threads)
+        # Ctrl-C (mpiexec passes it to every rank) is raised at the next batch or epoch end,
+        # never inside the agreement about a fault, which it would leave half done.
+        self._interrupted = False
+        handler = None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            handler = signal.signal(signal.SIGINT, self._interrupt)
         try:
             history = super().fit(x, y, ids)
             self._agree_numbers()  # on_train_end may have failed on a rank
@@ -303,5 +321,10 @@ class DistributedTrainer(Trainer):
             _agreed(error)
             raise
         finally:
+            if handler is not None:
+                signal.signal(signal.SIGINT, handler)
             if previous is not None:
                 _parallel.set_blas_threads(previous)
+
+    def _interrupt(self, signum, frame) -> None:
+        self._interrupted = True

@@ -203,6 +203,9 @@ class Late(nnframe.callbacks.Callback):
                 os.kill(os.getpid(), signal.SIGKILL)
             if what == "callback":
                 raise RuntimeError("callback boom on rank 1")
+            if what == "sigint":  # Ctrl-C waits for the next batch, never cuts a callback
+                os.kill(os.getpid(), signal.SIGINT)
+                os.write(1, b"callback finished\\n")
 
 net = nnframe.NeuralNetwork(3, [20, 16, 3], [None, "relu", "softmax"], "cross_entropy",
                             dtype="float64", seed=3)
@@ -230,6 +233,7 @@ os.write(1, f"rank {comm.rank}: finished\\n".encode())
     ("optimizer", "PluginRuntimeError", "the optimizer 'failing'"),
     ("interrupt", "KeyboardInterrupt", "interrupted"),
     ("callback", "RuntimeError", "callback boom on rank 1"),
+    ("sigint", "KeyboardInterrupt", "interrupted (KeyboardInterrupt, Ctrl-C)"),
 ])
 def test_a_fault_on_one_rank_ends_every_rank_with_its_message(mpiexec, tmp_path, what, kind,
                                                                 message):
@@ -241,8 +245,9 @@ def test_a_fault_on_one_rank_ends_every_rank_with_its_message(mpiexec, tmp_path,
     assert message in lines[0]
     assert lines[1].startswith(f"rank 1: {kind}")
     # Both restored the start of the failed epoch (epoch 2, or 3 for the callback's).
-    restored = "[restored=True epochs=1]" if what != "callback" else "epochs=2]"
+    restored = "[restored=True epochs=1]" if what in ("optimizer", "interrupt") else "epochs=2]"
     assert all(restored in line for line in lines), lines
+    assert ("callback finished" in done.stdout) == (what == "sigint")
 
 
 def test_divergence_is_decided_together(mpiexec, tmp_path):
@@ -316,3 +321,30 @@ def test_cli_error_on_every_rank_is_printed_once(mpiexec, tmp_path):
     assert done.returncode == 1
     assert done.stderr.count("nnframe: error:") == 1, done.stderr
     assert "missing.npz" in done.stderr
+
+
+def test_ctrl_c_to_mpiexec_ends_every_rank_with_a_consistent_checkpoint(mpiexec, tmp_path):
+    import signal
+
+    command = [mpiexec, "-n", "2", str(BIN / "nnframe"), "train", "--distributed", "--sample",
+               "--epochs", "100", "--hidden", "32", "--no-plot", "--out", "run"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    log = tmp_path / "log.txt"
+    with open(log, "w") as out:
+        job = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                               env=env)
+        deadline = time.monotonic() + TIMEOUT
+        while "epoch 3/100" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sent = time.monotonic()
+        job.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
+        try:
+            code = job.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            job.kill()
+            pytest.fail(f"Ctrl-C did not end the job: {log.read_text()[-2000:]}")
+    text = log.read_text()
+    assert code != 0 and time.monotonic() - sent < TIMEOUT
+    assert text.count("nnframe: interrupted") == 1, text[-2000:]  # rank 0 alone says so
+    checkpoint = nnframe.load(tmp_path / "run/checkpoint.pkl")
+    assert checkpoint.epochs == len(checkpoint.history["loss"]) >= 2
