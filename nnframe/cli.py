@@ -316,10 +316,15 @@ def _check_training_options(args) -> None:
         if args.early_stopping < 0:
             raise InputError(f"--early-stopping takes a patience in epochs (>= 0), got "
                              f"{args.early_stopping}.")
-        if args.validation_split is None:
-            raise InputError("--early-stopping needs --validation-split F (such as 0.1): it "
-                             "watches the loss on images held out from the training set, "
-                             "never the test set.")
+        if not args.data:  # --data without a test part holds out 10% itself
+            _check_held_out(args)
+
+
+def _check_held_out(args) -> None:
+    if args.early_stopping is not None and args.validation_split is None:
+        raise InputError("--early-stopping needs --validation-split F (such as 0.1): it "
+                         "watches the loss on images held out from the training set, "
+                         "never the test set.")
 
 
 def _resume_span(network, record: dict, total: int) -> None:
@@ -476,6 +481,7 @@ def _train(args, ranks=None, stage=None) -> int:
         print(f"note: {args.data} has no test part, so 10% of it is held out to measure "
               "accuracy (--validation-split 0.1); give --validation-split F to choose.",
               flush=True)
+    _check_held_out(args)
     subset = ""
     if args.subset and args.subset < len(y_train):
         from .datasets import stratified_subset
