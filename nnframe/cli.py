@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import io
 import itertools
 import json
@@ -74,7 +75,24 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # one readable line, exit 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)} (see "
+                     f"`{self.prog} --help`)\n")
+
+    def _suggestion(self, message: str) -> str:
+        """``; did you mean --x?`` for a mistyped option, from every command's options."""
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        typed = next((word.split("=", 1)[0] for word in message.split()[2:]
+                      if word.startswith("--")), None)
+        if typed is None:
+            return ""
+        known = set(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for parser in action.choices.values():
+                    known.update(parser._option_string_actions)
+        close = difflib.get_close_matches(typed, sorted(known), n=1, cutoff=0.75)
+        return f"; did you mean {close[0]}?" if close else ""
 
 
 class _Help(argparse.HelpFormatter):
