@@ -26,6 +26,7 @@ Built in: [EarlyStopping][nnframe.callbacks.EarlyStopping],
 from __future__ import annotations
 
 import math
+import string
 import sys
 import time
 from pathlib import Path
@@ -246,7 +247,10 @@ class ModelCheckpoint(Callback):
 
     Args:
         path: The `.pkl` file to write (overwritten each time); its directory must exist
-            when training starts.
+            when training starts. It may name fields to fill in, as `str.format` does:
+            `{epoch}` (the network's epochs trained, from 1) and any history key of the
+            epoch (`{val_loss}`...), so that `"run/model-{epoch:03d}.pkl"` keeps every
+            epoch's file.
         monitor: The history key that decides what "best" means with `save_best_only`.
         save_best_only: Save only when `monitor` improves on the best so far (lower for
             losses, higher for accuracies, as [EarlyStopping][nnframe.callbacks.EarlyStopping]).
@@ -266,6 +270,7 @@ class ModelCheckpoint(Callback):
     def __init__(self, path: str | Path, monitor: str = "val_loss",
                  save_best_only: bool = False, mode: str = "auto") -> None:
         self.path = _validation.model_path(path, name="ModelCheckpoint path")
+        _template_fields(str(self.path))  # a malformed template fails here, not after an epoch
         self._monitor = _Monitor(monitor, mode, 0, "ModelCheckpoint")
         self.monitor, self.mode = monitor, self._monitor.mode
         if not isinstance(save_best_only, bool):
@@ -283,6 +288,13 @@ class ModelCheckpoint(Callback):
         Args:
             state: The training state.
         """
+        fields = _template_fields(str(self.path))
+        unknown = sorted(fields - {"epoch", *state.history})
+        if unknown:
+            raise InputError(f"ModelCheckpoint path {str(self.path)!r} names "
+                             f"{', '.join('{' + f + '}' for f in unknown)}, which this "
+                             f"training does not record; use {{epoch}} or one of "
+                             f"{', '.join('{' + k + '}' for k in state.history)}.")
         if not self.path.parent.is_dir():
             raise InputError(f"ModelCheckpoint cannot save to {str(self.path)!r}: the "
                              f"directory {str(self.path.parent)!r} does not exist; create "
@@ -311,8 +323,26 @@ class ModelCheckpoint(Callback):
             if not self._monitor.improved(state.history[self.monitor][-1]):
                 return
             self.best = self._monitor.best
-        state.network.save(self.path)
+        path = self.path
+        if _template_fields(str(path)):
+            values = {key: values[-1] for key, values in state.history.items() if values}
+            path = Path(str(path).format(epoch=state.network.epochs, **values))
+        state.network.save(path)
         self.saved_epochs.append(state.epoch)
+
+
+def _template_fields(text: str) -> set[str]:
+    """The fields a path names for `str.format` (``{epoch:03d}`` names ``epoch``)."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise InputError(f"ModelCheckpoint path {text!r} is not a valid template ({exc}); "
+                         "write fields as {epoch} and a literal brace as {{ or }}.") from None
+    fields = {name for _, name, _, _ in parsed if name is not None}
+    if "" in fields or any(not name.isidentifier() for name in fields):
+        raise InputError(f"ModelCheckpoint path {text!r} has a field without a name; use "
+                         "{epoch} or a history key such as {val_loss}.")
+    return fields
 
 
 class ProgressBar(Callback):
