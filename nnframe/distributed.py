@@ -146,14 +146,18 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-def signature(network, x, batch_size: int, num_epochs: int, learning_rate: float,
+def signature(network, x, ids, batch_size: int, num_epochs: int, learning_rate: float,
               run, schedule, validation) -> dict:
-    """What every rank's ``train`` call must have in common."""
+    """What every rank's ``train`` call must have in common (the data by its length, its
+    labels and a sample of its rows: reading all of it could take long)."""
     optimizer = run.optimizer
+    sample = np.unique(np.linspace(0, len(x) - 1, 64).astype(np.int64))
     return {
         "the network": repr(network),
         "the dropout": list(network.dropout),
         "the number of rows": len(x),
+        "the labels' checksum": int(np.sum(ids * np.arange(1, len(ids) + 1) % 1000003)),
+        "the sampled rows' checksum": float(np.sum(x[sample], dtype=np.float64)),
         "batch_size": batch_size,
         "num_epochs": num_epochs,
         "learning_rate": learning_rate,

@@ -602,7 +602,7 @@ class NeuralNetwork:
             if ranks is None:
                 trainer = Trainer(self, run, **options)
             else:
-                ranks.agree(None, mpi.signature(self, x, batch_size, num_epochs,
+                ranks.agree(None, mpi.signature(self, x, ids, batch_size, num_epochs,
                                                 self.learning_rate, run, schedule_run, val))
                 mpi.synchronise(ranks, self, run)
                 trainer = mpi.DistributedTrainer(ranks, self, run, **options)

@@ -216,6 +216,8 @@ if what in ("optimizer", "interrupt"):
 net.train(16, x, ids, 1, 0.1, seed=1, distributed=True)  # one good epoch first
 if what == "mismatch" and comm.rank == 1:
     x, ids = x[:100], ids[:100]
+if what == "other_rows" and comm.rank == 1:
+    x = x[::-1]
 start = [p.copy() for p in net.parameters()]
 try:
     net.train(16, x, ids, 2, lr, **options)
@@ -258,12 +260,16 @@ def test_divergence_is_decided_together(mpiexec, tmp_path):
                and "[restored=True epochs=1]" in line for line in lines), lines
 
 
-def test_ranks_called_with_different_data_refuse_together(mpiexec, tmp_path):
-    done = ranks(mpiexec, tmp_path, FAULTS, "mismatch")
+@pytest.mark.parametrize("what, differs", [
+    ("mismatch", "the number of rows is 129 on rank 0 and 100 on rank 1"),
+    ("other_rows", "the sampled rows' checksum is"),
+])
+def test_ranks_called_with_different_data_refuse_together(mpiexec, tmp_path, what, differs):
+    done = ranks(mpiexec, tmp_path, FAULTS, what)
     lines = [line for line in done.stdout.splitlines() if line.startswith("rank ")]
     assert len(lines) == 2 and done.returncode != 0, done.stdout + done.stderr
-    assert all("InputError: every rank must call train with the same arguments, but the "
-               "number of rows is 129 on rank 0 and 100 on rank 1" in line for line in lines)
+    assert all("InputError: every rank must call train with the same arguments, but "
+               + differs in line and "[restored=True epochs=1]" in line for line in lines)
 
 
 def test_a_killed_rank_ends_the_job(mpiexec, tmp_path):
