@@ -1,6 +1,7 @@
 """When does data-parallel training pay off? Measurements on this machine, and a cost model.
 
-Measures, and reports as tables (all times medians of interleaved repetitions):
+Measures, and reports as tables (medians of interleaved repetitions, and for compute and
+epochs also the fastest run: on a shared machine the model takes those):
 
   compute    seconds per batch (forward, backward, update: one step of network.train, with
              its gather, loss and accuracy count) of the benchmark MLP (784-256-128-10) and
@@ -12,10 +13,15 @@ Measures, and reports as tables (all times medians of interleaved repetitions):
   epochs     seconds per epoch on full MNIST of 1 process (2 BLAS threads) against
              `mpiexec -n 2` with train(..., distributed=True) (needs --data-dir)
   model      the ring-allreduce cost model: predicted epoch time and parallel efficiency
-             for 1 to 64 nodes on 10 GbE and on InfiniBand HDR, per model and global batch
+             for 1 to 64 nodes on 10 GbE and on InfiniBand HDR, per model and global batch,
+             and for this machine (1 process x 2 threads against 2 ranks x 1 thread)
 
-    python bench/bench_distributed.py --data-dir ../shared/data/mnist --json dist.json
+    python bench/bench_distributed.py --no-epochs --rounds 7 --json dist.json
+    python bench/bench_distributed.py --data-dir ../shared/data/mnist --rounds 7 \
+        --repeats 5 --epoch-batches 64 256 1024 --json dist-epochs.json
     python bench/bench_distributed.py --quick        # a smoke run: seconds, numbers rough
+
+docs/scaling.md shows the numbers of the first two on a 2-core machine.
 
 The cost model is `predict_epoch` (pure; tests/test_bench_distributed.py checks it by hand).
 """
@@ -451,7 +457,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="compute rounds (interleaved)")
     parser.add_argument("--reps", type=int, default=2000,
                         help="allreduce repetitions per size (a tenth for 4 MB and more)")
-    parser.add_argument("--epoch-batches", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--epoch-batches", type=int, nargs="+", default=[64, 256],
+                        metavar="B", help="batch sizes of the end-to-end runs")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per end-to-end run")
     parser.add_argument("--repeats", type=int, default=3, help="end-to-end runs per setting")
     parser.add_argument("--no-epochs", action="store_true", help="skip the end-to-end runs")
