@@ -90,6 +90,11 @@ class TrainingDivergedError(NNFrameError, ArithmeticError):
         self.batch = batch
 
 
+class DeviceUnavailableError(NNFrameError, RuntimeError):
+    """A device was asked for that this machine cannot use: CuPy is not installed, or no
+    CUDA GPU is visible. The message says what to install or check."""
+
+
 class DataError(NNFrameError, ValueError):
     """A dataset file is missing, truncated, corrupt or fails its checksum."""
 
