@@ -80,29 +80,81 @@ class Backend:
         return np.asarray(x)
 
     def owns(self, x) -> bool:
-        """True when ``x`` is an array of this device."""
+        """Whether `x` is an array of this device.
+
+        Args:
+            x: Anything.
+
+        Returns:
+            True for an array of this device (a NumPy array for the CPU).
+        """
         return isinstance(x, self.array_type)
 
     def empty(self, shape, dtype):
+        """A new uninitialised array of this device.
+
+        Args:
+            shape: The shape.
+            dtype: The dtype.
+
+        Returns:
+            The array.
+        """
         return self.xp.empty(shape, dtype=dtype)
 
     def zeros(self, shape, dtype):
+        """A new array of zeros on this device.
+
+        Args:
+            shape: The shape.
+            dtype: The dtype.
+
+        Returns:
+            The array.
+        """
         return self.xp.zeros(shape, dtype=dtype)
 
     def ones(self, shape, dtype):
+        """A new array of ones on this device.
+
+        Args:
+            shape: The shape.
+            dtype: The dtype.
+
+        Returns:
+            The array.
+        """
         return self.xp.ones(shape, dtype=dtype)
 
     def synchronize(self) -> None:
-        """Wait until the device has finished the work queued so far (for timing)."""
+        """Wait until the device has finished the work queued so far (for timing); nothing
+        to wait for on the CPU."""
 
     # -- kernels -------------------------------------------------------------------------
     def affine(self, a, weights, bias):
-        """``a @ weights + bias`` (`nnframe.ops.affine`: BLAS-fused on the host)."""
+        """A layer's weighted sums (`nnframe.ops.affine`: BLAS-fused on the CPU).
+
+        Args:
+            a: The layer's inputs, `(rows, fan_in)`.
+            weights: `(fan_in, fan_out)`.
+            bias: `(1, fan_out)`.
+
+        Returns:
+            `a @ weights + bias`, a new array.
+        """
         return ops.affine(a, weights, bias)
 
     def dropout_source(self, rng: np.random.Generator):
-        """What dropout masks are drawn from for the shuffling generator ``rng``: an object
-        with ``random(shape, dtype=...)``. On the host, ``rng`` itself."""
+        """What dropout masks are drawn from, for a network's shuffling generator.
+
+        Args:
+            rng: The network's shuffling generator.
+
+        Returns:
+            An object with `random(shape, dtype=...)` giving arrays of this device: on the
+                CPU `rng` itself; on a GPU a device generator seeded from `rng`'s state
+                (without advancing it), one per generator.
+        """
         return rng
 
 
