@@ -15,7 +15,9 @@ nnframe and its plugins:
 
 So a training step that converts to NumPy on the way, or combines a device array with a
 host one, fails a CPU test as it would fail (or silently copy) on a GPU. `namespace` is the
-matching array module (``asarray``, ``zeros``, ``random.default_rng`` ...).
+matching array module (``asarray``, ``zeros``, ``random.default_rng`` ...). The explicit
+copies are counted (`transfers`), so that a test can bound them too: an explicit round trip
+per batch is as slow on a GPU as an implicit one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from types import SimpleNamespace
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
+
+# Explicit copies between host and device since the last reset (tests reset it).
+transfers = {"to_device": 0, "to_host": 0}
 
 IMPLICIT = ("Implicit conversion to a NumPy array is not allowed (device array stand-in, as "
             "CuPy). Please use `.get()` to construct a NumPy array explicitly.")
@@ -46,6 +51,7 @@ class StandinArray(NDArrayOperatorsMixin):
 
     def get(self) -> np.ndarray:
         """A NumPy copy on the host (CuPy's ``ndarray.get``)."""
+        transfers["to_host"] += 1
         return self._a.copy()
 
     def item(self):
@@ -222,6 +228,7 @@ def asarray(obj, dtype=None) -> StandinArray:
     """To the device: a stand-in (a copy of host data, as a transfer is)."""
     if isinstance(obj, StandinArray):
         return obj if dtype is None or obj.dtype == dtype else obj.astype(dtype)
+    transfers["to_device"] += 1
     return StandinArray(np.array(obj, dtype=dtype, copy=True))
 
 
