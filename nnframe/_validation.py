@@ -138,8 +138,8 @@ def model_path(filename, *, name: str = "filename") -> Path:
 def _as_real_array(data, name: str) -> np.ndarray:
     if isinstance(data, (str, bytes)):
         raise InputError(f"{name} must be a numeric array, got {type(data).__name__}.")
-    try:
-        array = np.asarray(data)
+    try:  # a memmap stays one, for inputs(lazy=True) to recognise
+        array = data if isinstance(data, np.memmap) else np.asarray(data)
     except (ValueError, TypeError) as exc:
         raise InputError(f"{name} could not be read as a numeric array ({exc}); pass a "
                          "rectangular list or NumPy array of numbers.") from None

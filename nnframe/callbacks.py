@@ -26,6 +26,7 @@ Built in: [EarlyStopping][nnframe.callbacks.EarlyStopping],
 from __future__ import annotations
 
 import math
+import string
 import sys
 import time
 from pathlib import Path
@@ -41,11 +42,20 @@ __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar"]
 class Callback:
     """The base class of callbacks: every method does nothing until overridden.
 
+    In distributed training (`train(..., distributed=True)`) callbacks run on every rank
+    and see the same, whole-data history; those with `rank_zero_only` set (the progress
+    bar, checkpoints: whatever writes or prints) run on rank 0 alone.
+
+    Attributes:
+        rank_zero_only: Run only on rank 0 in distributed training (False here).
+
     Examples:
         >>> class PrintLoss(Callback):
         ...     def on_epoch_end(self, state):
         ...         print(f"epoch {state.epoch}: loss {state.loss:.3f}")
     """
+
+    rank_zero_only = False
 
     def on_train_begin(self, state: TrainingState) -> None:
         """Called once before the first epoch (`state.epoch` is 0, `state.loss` NaN).
@@ -227,7 +237,8 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the network after every epoch, or only after those that improve a value.
+    """Save the network after every epoch, or only after those that improve a value (in
+    distributed training, on rank 0 alone).
 
     The file is written atomically with [save][nnframe.NeuralNetwork.save] (a crash never
     leaves a damaged file; the previous one stays until the new one is complete), so it
@@ -236,7 +247,10 @@ class ModelCheckpoint(Callback):
 
     Args:
         path: The `.pkl` file to write (overwritten each time); its directory must exist
-            when training starts.
+            when training starts. It may name fields to fill in, as `str.format` does:
+            `{epoch}` (the network's epochs trained, from 1) and any history key of the
+            epoch (`{val_loss}`...), so that `"run/model-{epoch:03d}.pkl"` keeps every
+            epoch's file.
         monitor: The history key that decides what "best" means with `save_best_only`.
         save_best_only: Save only when `monitor` improves on the best so far (lower for
             losses, higher for accuracies, as [EarlyStopping][nnframe.callbacks.EarlyStopping]).
@@ -256,6 +270,7 @@ class ModelCheckpoint(Callback):
     def __init__(self, path: str | Path, monitor: str = "val_loss",
                  save_best_only: bool = False, mode: str = "auto") -> None:
         self.path = _validation.model_path(path, name="ModelCheckpoint path")
+        _template_fields(str(self.path))  # a malformed template fails here, not after an epoch
         self._monitor = _Monitor(monitor, mode, 0, "ModelCheckpoint")
         self.monitor, self.mode = monitor, self._monitor.mode
         if not isinstance(save_best_only, bool):
@@ -265,12 +280,21 @@ class ModelCheckpoint(Callback):
         self.best = self._monitor.best
         self.saved_epochs: list[int] = []
 
+    rank_zero_only = True
+
     def on_train_begin(self, state: TrainingState) -> None:
         """Refuse a missing directory or monitored key before any epoch runs.
 
         Args:
             state: The training state.
         """
+        fields = _template_fields(str(self.path))
+        unknown = sorted(fields - {"epoch", *state.history})
+        if unknown:
+            raise InputError(f"ModelCheckpoint path {str(self.path)!r} names "
+                             f"{', '.join('{' + f + '}' for f in unknown)}, which this "
+                             f"training does not record; use {{epoch}} or one of "
+                             f"{', '.join('{' + k + '}' for k in state.history)}.")
         if not self.path.parent.is_dir():
             raise InputError(f"ModelCheckpoint cannot save to {str(self.path)!r}: the "
                              f"directory {str(self.path.parent)!r} does not exist; create "
@@ -299,8 +323,26 @@ class ModelCheckpoint(Callback):
             if not self._monitor.improved(state.history[self.monitor][-1]):
                 return
             self.best = self._monitor.best
-        state.network.save(self.path)
+        path = self.path
+        if _template_fields(str(path)):
+            values = {key: values[-1] for key, values in state.history.items() if values}
+            path = Path(str(path).format(epoch=state.network.epochs, **values))
+        state.network.save(path)
         self.saved_epochs.append(state.epoch)
+
+
+def _template_fields(text: str) -> set[str]:
+    """The fields a path names for `str.format` (``{epoch:03d}`` names ``epoch``)."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise InputError(f"ModelCheckpoint path {text!r} is not a valid template ({exc}); "
+                         "write fields as {epoch} and a literal brace as {{ or }}.") from None
+    fields = {name for _, name, _, _ in parsed if name is not None}
+    if "" in fields or any(not name.isidentifier() for name in fields):
+        raise InputError(f"ModelCheckpoint path {text!r} has a field without a name; use "
+                         "{epoch} or a history key such as {val_loss}.")
+    return fields
 
 
 class ProgressBar(Callback):
@@ -325,6 +367,8 @@ class ProgressBar(Callback):
             epochs.
         validation_name: How the `val_` results are labelled (`"test"` shows `test_loss`).
     """
+
+    rank_zero_only = True
 
     def __init__(self, file=None, *, initial_epoch: int = 0, total_epochs: int | None = None,
                  validation_name: str = "val") -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import io
 import itertools
 import json
+import os
 import re
 import sys
 import warnings
@@ -72,7 +75,24 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # one readable line, exit 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)} (see "
+                     f"`{self.prog} --help`)\n")
+
+    def _suggestion(self, message: str) -> str:
+        """``; did you mean --x?`` for a mistyped option, from every command's options."""
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        typed = next((word.split("=", 1)[0] for word in message.split()[2:]
+                      if word.startswith("--")), None)
+        if typed is None:
+            return ""
+        known = set(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for parser in action.choices.values():
+                    known.update(parser._option_string_actions)
+        close = difflib.get_close_matches(typed, sorted(known), n=1, cutoff=0.75)
+        return f"; did you mean {close[0]}?" if close else ""
 
 
 class _Help(argparse.HelpFormatter):
@@ -257,7 +277,7 @@ SAVED_SETTINGS = ("hidden", "activation", "output_activation", "cost", "epochs",
                   "data_dir", "no_download", "no_plot", "data", "scale")
 # Options that --resume accepts: where the data and results are, and how far to train.
 RESUME_OPTIONS = {"--resume", "--epochs", "--out", "--no-plot", "--data-dir", "--no-download",
-                  "--sample", "--data", "--device"}
+                  "--sample", "--data", "--distributed", "--device"}
 
 
 def _rates(text: str | None, hidden: int) -> list[float] | None:
@@ -314,10 +334,15 @@ def _check_training_options(args) -> None:
         if args.early_stopping < 0:
             raise InputError(f"--early-stopping takes a patience in epochs (>= 0), got "
                              f"{args.early_stopping}.")
-        if args.validation_split is None:
-            raise InputError("--early-stopping needs --validation-split F (such as 0.1): it "
-                             "watches the loss on images held out from the training set, "
-                             "never the test set.")
+        if not args.data:  # --data without a test part holds out 10% itself
+            _check_held_out(args)
+
+
+def _check_held_out(args) -> None:
+    if args.early_stopping is not None and args.validation_split is None:
+        raise InputError("--early-stopping needs --validation-split F (such as 0.1): it "
+                         "watches the loss on images held out from the training set, "
+                         "never the test set.")
 
 
 def _resume_span(network, record: dict, total: int) -> None:
@@ -347,7 +372,8 @@ def _resume(args, given: set[str]):
         them = "it" if len(extra) == 1 else "them"
         raise InputError(f"--resume continues {args.resume} with its saved settings, so "
                          f"{', '.join(extra)} cannot be given; drop {them} (only --epochs, "
-                         "--out, --no-plot and the data options may change).")
+                         "--out, --no-plot, --distributed, --device and the data options may "
+                         "change).")
     network = load(args.resume, device=args.device)
     record = network.metadata.get(TRAIN_KEY)
     if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
@@ -388,6 +414,25 @@ def _classes(data) -> int:
 
 
 def _cmd_train(args) -> int:
+    ranks = getattr(args, "ranks", None)
+    if ranks is None:
+        return _train(args)
+    from . import distributed
+
+    stage = {"trained": False}
+    try:
+        return _train(args, ranks, stage)
+    except BaseException as exc:
+        # Before training, a rank that fails alone (a file missing on its node) joins the
+        # agreement that starts training, so the others stop with its message instead of
+        # waiting; training agrees on its faults itself; after it, rank 0 works alone.
+        if stage["trained"] or distributed.agreed(exc):
+            raise
+        ranks.agree(exc)
+        raise  # pragma: no cover - agree raises
+
+
+def _train(args, ranks=None, stage=None) -> int:
     from .callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
     from .network import NeuralNetwork
 
@@ -456,6 +501,7 @@ def _cmd_train(args) -> int:
         print(f"note: {args.data} has no test part, so 10% of it is held out to measure "
               "accuracy (--validation-split 0.1); give --validation-split F to choose.",
               flush=True)
+    _check_held_out(args)
     subset = ""
     if args.subset and args.subset < len(y_train):
         from .datasets import stratified_subset
@@ -525,6 +571,10 @@ def _cmd_train(args) -> int:
     remaining = max(total - network.epochs, 0)
     if args.resume:
         print(f"resuming {args.resume} after epoch {network.epochs} of {total}", flush=True)
+    if ranks is not None:
+        more = "" if ranks.size > 1 else " (start with mpiexec -n N to train on N)"
+        print(f"distributed: {ranks.size} rank{'s' * (ranks.size > 1)}{more}, each batch "
+              f"of {args.batch_size} split across them; rank 0 prints and writes", flush=True)
     callbacks = [ProgressBar(initial_epoch=network.epochs, total_epochs=total,
                              validation_name="val" if name == "validation" else "test")]
     if args.early_stopping is not None:
@@ -539,7 +589,11 @@ def _cmd_train(args) -> int:
     network.train(args.batch_size, x_train, y_train, remaining, args.learning_rate,
                   optimizer=optimizer, schedule=schedule,
                   seed=None if args.resume else args.seed, validation_data=validation,
-                  callbacks=callbacks)
+                  callbacks=callbacks, distributed=ranks is not None and ranks.comm)
+    if ranks is not None:
+        stage["trained"] = True
+        if ranks.rank:  # the files and the report are rank 0's
+            return 0
     if args.early_stopping is not None and stopper.stopped_epoch:
         network.metadata[TRAIN_KEY]["settings"]["epochs"] = total = network.epochs
         network.save(out / CHECKPOINT)  # finished: resuming it trains nothing more
@@ -928,6 +982,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"where model.pkl, {CHECKPOINT} (after every epoch), history.json and "
                    "history.png go")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training on MPI: start as `mpiexec -n N nnframe train "
+                   "--distributed ...`; each batch is split across the N ranks, which end "
+                   "with the same weights; rank 0 prints and writes (needs "
+                   "pip install 'nnframe[mpi]')")
     _add_data_options(p)
     p.add_argument("--scale", choices=["none", "max", "standard"], default="none",
                    help="with --data: scale the inputs, by the training inputs' largest "
@@ -1007,6 +1066,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.ranks = None
+    if getattr(args, "distributed", False):
+        from .distributed import Ranks, communicator
+
+        try:
+            args.ranks = Ranks(communicator(True))
+        except NNFrameError as exc:
+            _err(f"error: {exc}")
+            return 1
+    if args.ranks is not None and args.ranks.rank:  # only rank 0 prints
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), \
+                contextlib.redirect_stderr(quiet):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except NNFrameError as exc:

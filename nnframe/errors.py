@@ -95,6 +95,23 @@ class DeviceUnavailableError(NNFrameError, RuntimeError):
     CUDA GPU is visible. The message says what to install or check."""
 
 
+class RankFailedError(NNFrameError):
+    """Another rank of a distributed training run failed; every other rank raises this
+    (the failing rank raises its own error), after restoring the epoch's start.
+
+    Args:
+        message: What failed, with the failing rank's own message.
+        rank: The rank that failed first.
+
+    Attributes:
+        rank: The rank that failed first.
+    """
+
+    def __init__(self, message: str, rank: int) -> None:
+        super().__init__(message)
+        self.rank = rank
+
+
 class DataError(NNFrameError, ValueError):
     """A dataset file is missing, truncated, corrupt or fails its checksum."""
 

@@ -225,11 +225,15 @@ class NeuralNetwork:
                 + ("" if self._backend.is_host else f", device={self._backend.name}") + ")")
 
     # -- the maths -------------------------------------------------------------------------
-    def _forward(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    def _forward(self, x: np.ndarray, rng: np.random.Generator | None = None,
+                 rows: tuple[int, int] | None = None) -> np.ndarray:
         """The forward pass, keeping every layer's activations for backprop; with ``rng``,
-        dropout masks are drawn from it for the layers that have a rate."""
+        dropout masks are drawn from it for the layers that have a rate. ``x`` may be
+        the part of a batch that starts at row ``offset`` of ``total`` (``rows``, in
+        data-parallel training): the masks drawn are the whole batch's, and ``x`` gets its
+        rows of them, so any split of a batch drops what the whole batch would."""
         layers = self.layers
-        self._drop(layers[0], x, rng, self.dropout[0])
+        self._drop(layers[0], x, rng, self.dropout[0], rows)
         for i in range(len(layers) - 1):
             layer, nxt = layers[i], layers[i + 1]
             nxt.pre_activations = ops.affine(layer.activations, layer.weights_for_layer,
@@ -237,22 +241,37 @@ class NeuralNetwork:
             out = nxt.activation_function.forward(nxt.pre_activations)
             if out.shape != nxt.pre_activations.shape:
                 raise ShapeBreach(nxt.activation_function)  # NumPy would broadcast silently
-            self._drop(nxt, out, rng, self.dropout[i + 1])
+            self._drop(nxt, out, rng, self.dropout[i + 1], rows)
         return layers[-1].activations
 
-    def _drop(self, layer: Layer, a: np.ndarray, rng, rate: float) -> None:
+    def _drop(self, layer: Layer, a: np.ndarray, rng, rate: float,
+              rows: tuple[int, int] | None = None) -> None:
         """Store ``a`` as the layer's activations, with inverted dropout when ``rng`` is
         given and ``rate`` > 0: the mask (0 or 1 / (1 - rate)) and the undropped values are
         kept for backprop."""
         if rng is None or rate == 0:
             layer.activations, layer.dropout_mask, layer.kept_activations = a, None, None
             return
-        keep = (self._backend.dropout_source(rng).random(a.shape, dtype=self.dtype)
-                >= self.dtype.type(rate))
+        source = self._backend.dropout_source(rng)  # the generator itself on the CPU
+        if rows is None:
+            draws = source.random(a.shape, dtype=self.dtype)
+        else:
+            offset, total = rows
+            draws = source.random((total, a.shape[1]),
+                                  dtype=self.dtype)[offset:offset + len(a)]
+        keep = draws >= self.dtype.type(rate)
         mask = keep.astype(self.dtype)
         mask *= self.dtype.type(1 / (1 - rate))
         layer.kept_activations, layer.dropout_mask = a, mask
         layer.activations = a * mask
+
+    def _skip_dropout(self, rng: np.random.Generator, total: int) -> None:
+        """Draw the dropout masks of a batch of ``total`` rows and drop them: what `_forward`
+        draws, for a process that has none of the batch's rows (the generator stays in step
+        with the other processes')."""
+        for width, rate in zip(self.num_nodes, self.dropout, strict=True):
+            if rate:
+                rng.random((total, width), dtype=self.dtype)
 
     def _infer(self, x: np.ndarray, *, classes: bool = False) -> np.ndarray:
         """Forward pass that leaves the layers' stored activations alone: the outputs, or
@@ -551,7 +570,8 @@ class NeuralNetwork:
               schedule: str | Schedule | None = None, seed: int | None = None,
               validation_data: tuple | None = None, verbose: bool = False,
               callback: Callable[[TrainingState], None] | None = None,
-              callbacks: Sequence[Callback] | None = None) -> dict[str, list]:
+              callbacks: Sequence[Callback] | None = None,
+              distributed=False) -> dict[str, list]:
         """Mini-batch training over every sample, every epoch.
 
         The order is shuffled each epoch (reproducibly with `seed`); the last batch may be
@@ -604,6 +624,12 @@ class NeuralNetwork:
                 [ModelCheckpoint][nnframe.callbacks.ModelCheckpoint], called in order
                 after `callback` at the start and end of training, of every epoch and
                 after every batch.
+            distributed: Data-parallel training on MPI (run under `mpiexec -n N`):
+                `True` for all the ranks of `MPI.COMM_WORLD`, or an mpi4py communicator.
+                Every rank calls `train` with the same arguments; each batch is split across
+                the ranks and their gradients summed, so every rank ends with the weights
+                one process would have (see the scaling guide); only rank 0 saves
+                `filename`. Needs `pip install 'nnframe[mpi]'`.
 
         Returns:
             The history of this call: `loss` and `accuracy` per epoch (means over the epoch's
@@ -618,7 +644,67 @@ class NeuralNetwork:
             TrainingDivergedError: The loss or the weights became NaN or infinite.
             PluginRuntimeError: A plugin activation, cost or optimizer raised or broke its
                 contract.
+            RankFailedError: In distributed training, another rank failed (its message is
+                included); every rank has restored the start of the epoch.
         """
+        from . import distributed as mpi
+
+        comm = mpi.communicator(distributed)
+        if comm is not None and not self._backend.is_host:
+            raise InputError(f"distributed training runs on the CPU, and this network is on "
+                             f"{self.device!r}; move it with network.to('cpu') first, or "
+                             "train on one GPU without distributed=.")
+        ranks = None if comm is None else mpi.Ranks(comm)
+        # A call that fails before completing an epoch leaves the network as it found it:
+        # its optimizer and schedule (with their state), shuffling and learning rate.
+        kept = (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
+                self._shuffle, self.learning_rate, self.epochs)
+        try:
+            try:
+                prepared = self._prepare_training(
+                    batch_size, inputs, labels, num_epochs, learning_rate, filename,
+                    optimizer, schedule, seed, validation_data, callback, callbacks,
+                    check_directory=ranks is None or ranks.rank == 0)
+            except BaseException as exc:
+                if ranks is None:
+                    raise
+                ranks.agree(exc)  # every rank raises: this one exc, the others its message
+            x, y, ids, val, path, run, schedule_run, callbacks, batch_size = prepared
+            options = dict(batch_size=batch_size, num_epochs=num_epochs,
+                           learning_rate=self.learning_rate, rng=self._shuffle,
+                           schedule=schedule_run, validation=val, callback=callback,
+                           callbacks=callbacks, verbose=verbose)
+            if ranks is None:
+                trainer = Trainer(self, run, **options)
+            else:
+                ranks.agree(None, mpi.signature(self, x, batch_size, num_epochs,
+                                                self.learning_rate, run, schedule_run, val))
+                mpi.synchronise(ranks, self, run)
+                trainer = mpi.DistributedTrainer(ranks, self, run, **options)
+            history = trainer.fit(x, y, ids)
+        except BaseException:
+            if self.epochs == kept[-1]:
+                (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
+                 self._shuffle, self.learning_rate, _) = kept
+            raise
+        if path is not None:
+            if ranks is None:
+                self.save(path)
+            else:  # rank 0 writes; every rank learns whether it could
+                failed = None
+                if ranks.rank == 0:
+                    try:
+                        self.save(path)
+                    except BaseException as exc:
+                        failed = exc
+                ranks.agree(failed)
+        return history
+
+    def _prepare_training(self, batch_size, inputs, labels, num_epochs, learning_rate,
+                          filename, optimizer, schedule, seed, validation_data, callback,
+                          callbacks, *, check_directory: bool):
+        """`train`'s arguments checked and converted, and the optimizer, schedule, shuffling
+        and learning rate it trains with set on the network."""
         batch_size = _validation.positive_int(batch_size, "batch_size")
         num_epochs = _validation.positive_int(num_epochs, "num_epochs", minimum=0)
         learning_rate = _validation.learning_rate(learning_rate)
@@ -630,7 +716,7 @@ class NeuralNetwork:
         path = None
         if filename is not None:
             path = _validation.model_path(filename)
-            if not path.parent.is_dir():
+            if check_directory and not path.parent.is_dir():
                 raise InputError(f"cannot save to {str(filename)!r}: the directory "
                                  f"{str(path.parent)!r} does not exist; create it first.")
         backend = self._backend
@@ -652,29 +738,13 @@ class NeuralNetwork:
             if x.dtype == self.dtype:
                 x = backend.asarray(x)
             y, ids = backend.asarray(y), backend.asarray(ids)
-        # A call that fails before completing an epoch leaves the network as it found it:
-        # its optimizer and schedule (with their state), shuffling and learning rate.
-        kept = (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
-                self._shuffle, self.learning_rate, self.epochs)
-        try:
-            run = self._optimizer_run(optimizer)
-            schedule_run = self._schedule_run(schedule, num_epochs)
-            if seed is not None or self._shuffle is None:
-                self._shuffle = np.random.default_rng(seed)
-            self.learning_rate = learning_rate
-            trainer = Trainer(self, run, batch_size=min(batch_size, len(x)),
-                              num_epochs=num_epochs, learning_rate=learning_rate,
-                              rng=self._shuffle, schedule=schedule_run, validation=val,
-                              callback=callback, callbacks=callbacks, verbose=verbose)
-            history = trainer.fit(x, y, ids)
-        except BaseException:
-            if self.epochs == kept[-1]:
-                (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
-                 self._shuffle, self.learning_rate, _) = kept
-            raise
-        if path is not None:
-            self.save(path)
-        return history
+        run = self._optimizer_run(optimizer)
+        schedule_run = self._schedule_run(schedule, num_epochs)
+        if seed is not None or self._shuffle is None:
+            self._shuffle = np.random.default_rng(seed)
+        self.learning_rate = learning_rate
+        return (x, y, ids, val, path, run, schedule_run, callbacks,
+                min(batch_size, len(x)))
 
     # -- using a trained network -----------------------------------------------------------
     def _network_for(self, filename) -> NeuralNetwork:

@@ -140,22 +140,36 @@ class Trainer:
         """Between "gradients computed" and "update applied": the gradients to apply."""
         return grads
 
-    def step(self, xb: np.ndarray, yb: np.ndarray, learning_rate: float):
-        """One batch: forward, loss, gradients, update. Returns ``(outputs, loss)``; the
-        update is skipped when the loss is not finite (the caller reports divergence)."""
+    def share(self, start: int, stop: int) -> tuple[int, int]:
+        """The rows ``[start, stop)`` of the shuffled epoch that form one batch: the part
+        this process computes (all of them; a data-parallel trainer takes its rank's)."""
+        return start, stop
+
+    def step(self, xb: np.ndarray, yb: np.ndarray, ids: np.ndarray, learning_rate: float,
+             rows: tuple[int, int]) -> tuple[float, int, bool]:
+        """One batch: forward, loss, gradients, update, for this process's rows ``xb``
+        (targets ``yb``, class ids ``ids``), which are ``rows`` = ``(offset, total)``: they
+        start at ``offset`` in a batch of ``total`` rows. Returns the batch's mean loss,
+        its number of correctly classified rows and whether the pass was finite; the
+        update is skipped when it was not (the caller reports divergence)."""
         network = self.network
         out = network._forward(xb, self.rng if any(network.dropout) else None)
         loss = network._loss.loss(out, yb)
+        correct = int(np.count_nonzero(ops.argmax_rows(out) == ids))
         # The first layer's sums too, as in inference: a saturating activation (tanh)
         # would hide inputs that overflow them from the loss.
         if not (math.isfinite(loss) and ops.all_finite(network.layers[1].pre_activations)):
-            return out, loss
+            return loss, correct, False
         grads = self.reduce_gradients(network._gradients(yb))
+        self.apply(grads, learning_rate)
+        return loss, correct, True
+
+    def apply(self, grads: Gradients, learning_rate: float) -> None:
+        """The optimizer's update of every parameter with ``grads``."""
         try:
-            self.run.apply(network.parameters(), grads, learning_rate)
+            self.run.apply(self.network.parameters(), grads, learning_rate)
         except Exception as exc:
             raise _OptimizerFault(exc) from exc
-        return out, loss
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, x: np.ndarray, y: np.ndarray, ids: np.ndarray) -> dict[str, list[float]]:
@@ -245,21 +259,21 @@ class Trainer:
         note = f" The weights are restored to the start of epoch {epoch}."
         try:
             for batch in range(num_batches):
-                start, stop = batch * self.batch_size, (batch + 1) * self.batch_size
-                xb = x[index[start:stop]] if on_device else x[order[start:stop]]
-                yb = y_epoch[start:stop]
+                start, stop = batch * self.batch_size, min((batch + 1) * self.batch_size, n)
+                lo, hi = self.share(start, stop)
+                xb = x[index[lo:hi]] if on_device else x[order[lo:hi]]
+                yb = y_epoch[lo:hi]
                 if xb.dtype != network.dtype:  # uint8 images, a memmap: one batch at a time
                     xb = xb.astype(network.dtype)
                 if not on_device:
                     xb = backend.asarray(xb)
-                out, loss = self.step(xb, yb, learning_rate)
-                if not (math.isfinite(loss)
-                        and ops.all_finite(network.layers[1].pre_activations)):
+                loss, right, finite = self.step(xb, yb, ids_epoch[lo:hi], learning_rate,
+                                                (lo - start, stop - start))
+                if not finite:
                     _diagnosis.diverged(network, epoch, batch + 1, num_batches, learning_rate,
-                                        restore, f"the loss became {loss}", x,
-                                        order[start:stop])
-                total_loss += loss * len(yb)
-                correct += int(np.count_nonzero(ops.argmax_rows(out) == ids_epoch[start:stop]))
+                                        restore, f"the loss became {loss}", x, order[lo:hi])
+                total_loss += loss * (stop - start)
+                correct += right
                 if batch_callbacks:
                     seen = min((batch + 1) * self.batch_size, n)
                     in_callback = True  # what a callback raises is never a plugin's fault
@@ -290,15 +304,22 @@ class Trainer:
     def _end_epoch(self, epoch: int, history: dict[str, list[float]]) -> None:
         network = self.network
         if self.validation is not None:
-            vdata, vx, vy, vids = self.validation
-            vout = network._validation_outputs(vdata, vx)
-            history["val_loss"].append(float(network._loss.loss(vout, vy)))
-            history["val_accuracy"].append(percent(ops.argmax_rows(vout), vids))
+            val_loss, val_accuracy = self.validate()
+            history["val_loss"].append(val_loss)
+            history["val_accuracy"].append(val_accuracy)
         for key, values in history.items():  # the network's record stays in step
             network.history.setdefault(key, []).append(values[-1])
         self._notify("on_epoch_end", self._state(epoch, self._num_batches,
                                                  history["loss"][-1], history["accuracy"][-1],
                                                  epoch_done=True))
+
+
+    def validate(self) -> tuple[float, float]:
+        """The loss and accuracy (percent) on the validation data."""
+        network = self.network
+        vdata, vx, vy, vids = self.validation
+        vout = network._validation_outputs(vdata, vx)
+        return float(network._loss.loss(vout, vy)), percent(ops.argmax_rows(vout), vids)
 
 
 class _FunctionCallback:

@@ -280,6 +280,36 @@ def test_model_checkpoint_refuses_a_missing_directory_before_training(tmp_path):
     assert net.epochs == 0
 
 
+def test_model_checkpoint_path_template_keeps_a_file_per_epoch(tmp_path):
+    x, ids = data()
+    vx, vids = data(1)
+    net = network()
+    net.train(BATCH, x, ids, 1, 0.5, seed=0)
+    check = ModelCheckpoint(tmp_path / "m-{epoch:02d}-{val_loss:.3f}.pkl")
+    history = net.train(BATCH, x, ids, 2, 0.5, validation_data=(vx, vids),
+                        callbacks=[check])
+    expected = [f"m-{e + 2:02d}-{loss:.3f}.pkl" for e, loss in enumerate(history["val_loss"])]
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    assert nnframe.load(tmp_path / expected[0]).epochs == 2
+
+
+@pytest.mark.parametrize("path, message", [
+    ("m-{epoch.pkl", "is not a valid template"),
+    ("m-{}.pkl", "has a field without a name"),
+])
+def test_model_checkpoint_refuses_a_malformed_template_at_once(tmp_path, path, message):
+    with pytest.raises(InputError, match=message):
+        ModelCheckpoint(tmp_path / path)
+
+
+def test_model_checkpoint_refuses_an_unrecorded_field_before_training(tmp_path):
+    net, (x, ids) = network(), data()
+    with pytest.raises(InputError, match=r"names \{val_loss\}, which this training does not "
+                       r"record; use \{epoch\} or one of \{loss\}"):
+        net.train(BATCH, x, ids, 2, 0.1, callbacks=[ModelCheckpoint(tmp_path / "{val_loss}.pkl")])
+    assert net.epochs == 0 and list(tmp_path.iterdir()) == []
+
+
 # -- ProgressBar -------------------------------------------------------------------------
 def test_progress_bar_writes_one_finished_line_per_epoch_off_a_terminal():
     net, (x, ids) = network(), data()

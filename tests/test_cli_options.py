@@ -33,6 +33,23 @@ def test_an_option_prefix_is_refused(tmp_path, args, prefix):
     assert list(tmp_path.iterdir()) == []  # nothing ran
 
 
+@pytest.mark.parametrize("typed, meant", [
+    ("--epoch", "--epochs"), ("--learningrate=0.5", "--learning-rate"),
+    ("--batchsize", "--batch-size"), ("--zzz", None),
+])
+def test_a_mistyped_option_gets_the_closest_one(typed, meant, capsys):
+    from nnframe.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(["train", typed])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2
+    if meant is None:
+        assert "did you mean" not in err
+    else:
+        assert f"; did you mean {meant}? (see `nnframe --help`)" in err
+
+
 # -- an explicit --data-dir ----------------------------------------------------------------
 @pytest.mark.parametrize("extra", [[], ["--no-download"]])
 def test_an_explicit_data_dir_without_mnist_fails_instead_of_using_the_sample(tmp_path, extra):

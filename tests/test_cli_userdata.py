@@ -72,6 +72,22 @@ def test_npy_pair_and_resume_with_the_same_data(files, capsys, tmp_path):
     assert "resuming" in out and "after epoch 1 of 2" in out
 
 
+def test_early_stopping_watches_the_automatic_hold_out_and_never_a_test_part(files, capsys,
+                                                                           tmp_path):
+    folder, _ = files
+    pair = f"{folder / 'x.npy'},{folder / 'y.npy'}"
+    code, out, err = run(capsys, "train", "--data", pair, "--scale", "max", "--epochs", "2",
+                         "--early-stopping", "1", "--hidden", "16", "--no-plot", "--out",
+                         str(tmp_path / "pair"))
+    assert code == 0, err
+    assert "has no test part" in out and "val_loss" in err
+    code, out, err = run(capsys, "train", "--data", str(folder / "digits.npz"),
+                         "--early-stopping", "1", "--epochs", "2", "--no-plot", "--out",
+                         str(tmp_path / "npz"))
+    assert code == 1 and "--early-stopping needs --validation-split F" in err
+    assert not (tmp_path / "npz" / "model.pkl").exists()
+
+
 def test_csv_with_header_trains_on_a_validation_split(files, capsys, tmp_path):
     folder, _ = files
     data = load_data_file(str(folder / "digits.csv"))

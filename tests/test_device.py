@@ -468,3 +468,10 @@ def test_training_moves_the_data_once_and_nothing_back(monkeypatch):
     epochs = 3
     net.train(32, x, y, epochs, 0.1)
     assert _standin.transfers == {"to_device": 3 + epochs, "to_host": 0}
+
+
+def test_distributed_training_on_a_device_is_refused_clearly():
+    x, y = data()  # mpi4py is installed by make test (the mpi extra)
+    with pytest.raises(InputError, match=r"distributed training runs on the CPU.*"
+                                         r"network.to\('cpu'\)"):
+        network("standin").train(32, x, y, 1, 0.1, distributed=True)

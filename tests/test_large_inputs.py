@@ -43,6 +43,15 @@ def test_a_memmap_trains_and_predicts_as_the_converted_array(tmp_path, kind):
     assert lazy.check_accuracy(None, mm, ids) == eager.check_accuracy(None, x, ids)
 
 
+def test_a_small_memmap_of_another_dtype_is_never_converted_whole(tmp_path):
+    from nnframe import _validation
+
+    mm = np.memmap(tmp_path / "x.dat", dtype=np.float64, mode="w+", shape=(50, 4))
+    assert _validation.LAZY_BYTES > mm.nbytes
+    array, _ = _validation.inputs(mm, 4, np.float32, lazy=True)
+    assert isinstance(array, np.memmap) and array.dtype == np.float64
+
+
 def test_nan_in_a_lazily_checked_memmap_names_its_row(tmp_path, monkeypatch):
     from nnframe import _validation, ops
 
