@@ -124,18 +124,41 @@ def test_every_optimizer_trains_as_on_the_cpu(device, name, settings):
 
 
 def test_dropout_masks_and_training(device):
-    (cpu, dev), (h1, h2) = train_both(device, net_kwargs={"dropout": [0.2, 0.3, 0]})
-    assert_same_training(cpu, dev, h1, h2, device)
+    (cpu, dev), (h1, h2) = train_both(device, net_kwargs={"dropout": [0.2, 0.3, 0]},
+                                      epochs=3)
+    x, _ = data()
     if device == "standin":  # masks drawn as on the CPU: the same units dropped
-        x, _ = data()
+        assert_same_training(cpu, dev, h1, h2, device)
         cpu.forward_pass(x, training=True)
         dev.forward_pass(x, training=True)
         for a, b in zip(cpu.layers[:-1], dev.layers[:-1], strict=True):
             if a.dropout_mask is not None:
                 np.testing.assert_array_equal(dev._backend.to_host(b.dropout_mask),
                                               a.dropout_mask)
-    else:  # a GPU draws its own masks: the rate holds, the training still learns
-        assert dev.dropout == cpu.dropout
+    else:  # a GPU draws its own masks: the same rates, and it learns as the CPU does
+        assert h2["loss"][-1] < h2["loss"][0] and np.isfinite(h2["loss"]).all()
+        assert abs(h2["loss"][-1] - h1["loss"][-1]) < 0.1
+    dev.forward_pass(x, training=True)
+    for layer, rate in zip(dev.layers, dev.dropout, strict=True):
+        if rate:  # about that fraction dropped, the rest scaled by 1 / (1 - rate)
+            mask = dev._backend.to_host(layer.dropout_mask)
+            assert abs(np.mean(mask == 0) - rate) < 0.05
+            assert np.allclose(mask[mask != 0], 1 / (1 - rate))
+
+
+def test_a_gpu_draws_dropout_masks_on_the_device_without_touching_the_shuffle():
+    """CuPy's path (the stand-in overrides it to draw as the CPU): one device generator per
+    shuffling generator, seeded from its state, never advancing it."""
+    from nnframe import _standin
+
+    backend = backends._ArrayModuleBackend("cuda-like", _standin.namespace)
+    rng = np.random.default_rng(7)
+    state = rng.bit_generator.state
+    source = backend.dropout_source(rng)
+    assert backend.dropout_source(rng) is source and rng.bit_generator.state == state
+    draws = source.random((4, 5), dtype=np.float32)
+    assert backend.owns(draws) and draws.dtype == np.float32
+    assert backend.dropout_source(np.random.default_rng(8)) is not source
 
 
 def test_one_sgd_step_in_float32_matches_the_cpu_to_1e5(device):
