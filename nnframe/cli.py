@@ -277,7 +277,7 @@ SAVED_SETTINGS = ("hidden", "activation", "output_activation", "cost", "epochs",
                   "data_dir", "no_download", "no_plot", "data", "scale")
 # Options that --resume accepts: where the data and results are, and how far to train.
 RESUME_OPTIONS = {"--resume", "--epochs", "--out", "--no-plot", "--data-dir", "--no-download",
-                  "--sample", "--data", "--distributed"}
+                  "--sample", "--data", "--distributed", "--device"}
 
 
 def _rates(text: str | None, hidden: int) -> list[float] | None:
@@ -372,8 +372,9 @@ def _resume(args, given: set[str]):
         them = "it" if len(extra) == 1 else "them"
         raise InputError(f"--resume continues {args.resume} with its saved settings, so "
                          f"{', '.join(extra)} cannot be given; drop {them} (only --epochs, "
-                         "--out, --no-plot, --distributed and the data options may change).")
-    network = load(args.resume)
+                         "--out, --no-plot, --distributed, --device and the data options may "
+                         "change).")
+    network = load(args.resume, device=args.device)
     record = network.metadata.get(TRAIN_KEY)
     if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
         raise InputError(f"{args.resume} holds no `nnframe train` settings, so it cannot be "
@@ -475,7 +476,8 @@ def _train(args, ranks=None, stage=None) -> int:
         extra = {"dropout": dropout} if dropout is not None else {}
         # Build first: an unknown activation or cost fails before any data is loaded.
         network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],
-                                args.cost, dtype=args.dtype, seed=args.seed, **extra)
+                                args.cost, dtype=args.dtype, seed=args.seed,
+                                device=args.device, **extra)
         optimizer = _build_optimizer(args)  # an unknown name or hyperparameter fails here too
         schedule = _build_schedule(args)
     out = Path(args.out)
@@ -605,7 +607,7 @@ def _train(args, ranks=None, stage=None) -> int:
 
     targets, _ = _validation.labels(y_test, len(y_test), network.num_nodes[-1], network.dtype)
     test_loss = float(network._loss.loss(network._infer(x_test.astype(network.dtype)),
-                                         targets))
+                                         network._backend.asarray(targets)))
     from ._files import atomic_write
 
     history_path = out / "history.json"
@@ -650,7 +652,7 @@ def _continue_early_stopping(network, stopper, best, best_path: Path) -> None:
     values = network.history.get("val_loss", [])
     weights = None
     if best_path.exists() and values:
-        saved = load(best_path)
+        saved = load(best_path, device=network._backend)
         if saved.epochs == int(np.argmin(values)) + 1:  # Keras' first best, as replayed
             weights = [p.copy() for p in saved.parameters()]
     stopper._carry_over(values, weights)
@@ -969,6 +971,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed for initialisation and shuffling")
     p.add_argument("--dtype", choices=["float32", "float64"], default=DEFAULTS["dtype"],
                    help="floating-point type of the weights and the arithmetic")
+    p.add_argument("--device", default="cpu", metavar="NAME",
+                   help="where to train: cpu (NumPy, the default) or cuda (a CUDA GPU through "
+                   "CuPy: pip install 'nnframe[cuda12]' or 'nnframe[cuda13]'); the saved "
+                   "model loads on either")
     p.add_argument("--subset", type=int, default=DEFAULTS["subset"], metavar="N",
                    help="train on N training images drawn at random (--seed) with each digit "
                    "in its share; 0 means all")
