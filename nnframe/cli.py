@@ -74,7 +74,11 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
 
+    quiet = False  # a rank other than 0 of `mpiexec ... --distributed`: rank 0 says it
+
     def error(self, message: str) -> None:  # one readable line, exit 2, no usage dump
+        if self.quiet:
+            self.exit(2)
         self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)} (see "
                      f"`{self.prog} --help`)\n")
 
@@ -1060,6 +1064,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    # Options are read before MPI starts: the launcher's variables tell the ranks apart.
+    rank = next((os.environ[v] for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+                 if v in os.environ), "0")
+    _Parser.quiet = "--distributed" in argv and rank != "0"
     args = parser.parse_args(argv)
     # The options typed (not defaulted): --resume accepts only a few.
     args.given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}

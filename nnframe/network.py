@@ -650,54 +650,77 @@ class NeuralNetwork:
         from . import distributed as mpi
 
         comm = mpi.communicator(distributed)
-        if comm is not None and not self._backend.is_host:
-            raise InputError(f"distributed training runs on the CPU, and this network is on "
-                             f"{self.device!r}; move it with network.to('cpu') first, or "
-                             "train on one GPU without distributed=.")
         ranks = None if comm is None else mpi.Ranks(comm)
         # A call that fails before completing an epoch leaves the network as it found it:
         # its optimizer and schedule (with their state), shuffling and learning rate.
         kept = (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
                 self._shuffle, self.learning_rate, self.epochs)
+        args = (batch_size, inputs, labels, num_epochs, learning_rate, filename, optimizer,
+                schedule, seed, validation_data, callback, callbacks, verbose)
         try:
-            try:
-                prepared = self._prepare_training(
-                    batch_size, inputs, labels, num_epochs, learning_rate, filename,
-                    optimizer, schedule, seed, validation_data, callback, callbacks,
-                    check_directory=ranks is None or ranks.rank == 0)
-            except BaseException as exc:
-                if ranks is None:
-                    raise
-                ranks.agree(exc)  # every rank raises: this one exc, the others its message
-            x, y, ids, val, path, run, schedule_run, callbacks, batch_size = prepared
-            options = dict(batch_size=batch_size, num_epochs=num_epochs,
-                           learning_rate=self.learning_rate, rng=self._shuffle,
-                           schedule=schedule_run, validation=val, callback=callback,
-                           callbacks=callbacks, verbose=verbose)
             if ranks is None:
-                trainer = Trainer(self, run, **options)
-            else:
-                ranks.agree(None, mpi.signature(self, x, ids, batch_size, num_epochs,
-                                                self.learning_rate, run, schedule_run, val))
-                mpi.synchronise(ranks, self, run)
-                trainer = mpi.DistributedTrainer(ranks, self, run, **options)
-            history = trainer.fit(x, y, ids)
+                trainer, x, y, ids, path = self._trainer(*args)
+                history = trainer.fit(x, y, ids)
+                if path is not None:
+                    self.save(path)
+                return history
+            with ranks.deferred_interrupts():
+                return self._train_distributed(ranks, args)
         except BaseException:
             if self.epochs == kept[-1]:
                 (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
                  self._shuffle, self.learning_rate, _) = kept
             raise
-        if path is not None:
-            if ranks is None:
+
+    def _trainer(self, *args, ranks=None):
+        """The `Trainer` of a `train` call (its arguments checked and converted), with the
+        arrays it trains on and the path to save to."""
+        (batch_size, inputs, labels, num_epochs, learning_rate, filename, optimizer, schedule,
+         seed, validation_data, callback, callbacks, verbose) = args
+        if ranks is not None and not self._backend.is_host:
+            raise InputError(f"distributed training runs on the CPU, and this network is on "
+                             f"{self.device!r}; move it with network.to('cpu') first, or "
+                             "train on one GPU without distributed=.")
+        x, y, ids, val, path, run, schedule_run, callbacks, batch_size = self._prepare_training(
+            batch_size, inputs, labels, num_epochs, learning_rate, filename, optimizer,
+            schedule, seed, validation_data, callback, callbacks,
+            check_directory=ranks is None or ranks.rank == 0)
+        options = dict(batch_size=batch_size, num_epochs=num_epochs,
+                       learning_rate=self.learning_rate, rng=self._shuffle,
+                       schedule=schedule_run, validation=val, callback=callback,
+                       callbacks=callbacks, verbose=verbose)
+        if ranks is None:
+            return Trainer(self, run, **options), x, y, ids, path
+        from . import distributed as mpi
+
+        trainer = mpi.DistributedTrainer(ranks, self, run, **options)
+        trainer.signature = mpi.signature(self, x, ids, batch_size, num_epochs,
+                                          self.learning_rate, run, schedule_run, val)
+        return trainer, x, y, ids, path
+
+    def _train_distributed(self, ranks, args) -> dict[str, list]:
+        """`train` on the ranks of ``ranks``: every step that may fail on one rank alone
+        ends in an agreement, so that all raise together and none waits."""
+        from . import distributed as mpi
+
+        failed = signature = None
+        try:
+            trainer, x, y, ids, path = self._trainer(*args, ranks=ranks)
+            signature = trainer.signature
+        except BaseException as exc:
+            failed = exc
+        ranks.agree(failed, signature)  # raises on every rank if one failed or they differ
+        mpi.synchronise(ranks, self, trainer.run)
+        history = trainer.fit(x, y, ids)
+        failed = None
+        if ranks.rank == 0 and path is not None:  # rank 0 writes; every rank learns if it could
+            try:
                 self.save(path)
-            else:  # rank 0 writes; every rank learns whether it could
-                failed = None
-                if ranks.rank == 0:
-                    try:
-                        self.save(path)
-                    except BaseException as exc:
-                        failed = exc
-                ranks.agree(failed)
+            except BaseException as exc:
+                failed = exc
+        if failed is None and ranks.take_interrupt():
+            failed = KeyboardInterrupt()
+        ranks.agree(failed)
         return history
 
     def _prepare_training(self, batch_size, inputs, labels, num_epochs, learning_rate,
