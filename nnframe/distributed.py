@@ -12,8 +12,10 @@ the history is the whole data's on every rank. Only rank 0 runs the callbacks ma
 ``rank_zero_only`` (the progress bar, checkpoints) and saves ``filename``.
 
 Faults never leave a rank waiting. Every collective of a training run is the same
-``Allreduce`` over one buffer (the gradients and five numbers: loss, correct rows, not finite,
-stop, failed). A rank that fails anywhere (a plugin raising, bad rows, divergence, a
+``Allreduce`` over one buffer: the gradients and a few numbers (loss, correct rows, not
+finite, stop, failed, a fingerprint of the weights at the end, and a tag naming the
+collective, so that ranks out of step fail with a message instead of matching different
+collectives). A rank that fails anywhere (a plugin raising, bad rows, divergence, a
 callback, Ctrl-C) restores the epoch's start as one process would and joins the collective
 the others are waiting in with its failed flag set; then every rank learns the failing rank's
 message (``allgather``) and raises: that rank its own error, the others
