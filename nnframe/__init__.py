@@ -3,10 +3,11 @@
 Importing nnframe does no plugin work; plugins load on the first name lookup.
 """
 
-from . import callbacks
+from . import backend, callbacks
 from .base import Activation, Cost
 from .errors import (
     DataError,
+    DeviceUnavailableError,
     DuplicateNameError,
     EnvironmentWarning,
     InputError,
@@ -48,6 +49,7 @@ __all__ = [
     "Activation",
     "Cost",
     "DataError",
+    "DeviceUnavailableError",
     "DuplicateNameError",
     "EnvironmentWarning",
     "InputError",
@@ -69,6 +71,7 @@ __all__ = [
     "UnknownNameError",
     "UnsafeModelError",
     "__version__",
+    "backend",
     "callbacks",
     "get_activation",
     "get_cost",

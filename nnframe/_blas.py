@@ -102,6 +102,9 @@ def _loaded() -> dict:
 
 def _usable(target: np.ndarray, *operands: np.ndarray):
     """The gemm for these arrays, or None: one dtype, C-contiguous, a writeable target."""
+    if not (isinstance(target, np.ndarray)
+            and all(isinstance(x, np.ndarray) for x in operands)):
+        return None  # device arrays (nnframe.backend): the caller's plain product
     _loaded()
     fn = _gemm.get(target.dtype)
     if (fn is None or not (target.flags.c_contiguous and target.flags.writeable)

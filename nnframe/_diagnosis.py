@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from . import _validation, ops
+from . import _validation, backend, ops
 from ._text import brief
 from .base import Activation, Cost
 from .errors import InputError, NNFrameError, PluginRuntimeError, TrainingDivergedError
@@ -75,12 +75,25 @@ def find_faulty_plugin(network, x: np.ndarray, targets: np.ndarray | None) -> st
         kind = "cost" if isinstance(obj, Cost) else "activation"
         return f"the {kind} {brief(obj.name)} ({provider_of(obj)})"
 
+    def raised(obj, exc: Exception, method: str) -> str:
+        message = f"{who(obj)} raised {type(exc).__name__} in {method}: {exc}"
+        if not network._backend.is_host:
+            message += (f" (on the device {network.device!r} a plugin must compute with np.* "
+                        "calls on the arrays it is given: no np.asarray, no host arrays, no "
+                        "where=; see 'GPU-safe plugins' in the plugin docs)")
+        return message
+
     def bad_shape(obj, what, out, shape) -> str | None:
-        if isinstance(out, np.ndarray) and out.shape == shape:
+        if backend.is_array(out) and out.shape == shape:
+            if isinstance(out, np.ndarray) and not network._backend.is_host:
+                return (f"{who(obj)} {what} returned a host NumPy array for device arrays "
+                        f"({network.device}); it must compute on the arrays it is given")
             return None
         got = getattr(out, "shape", type(out).__name__)
         return f"{who(obj)} {what} returned {got} for an input of shape {shape}"
 
+    if not network._backend.is_host:  # host rows (inference blocks) replay on the device
+        x = network._backend.asarray(x, network.dtype)
     with np.errstate(all="ignore"):
         a, trace = x, []
         for layer, nxt in zip(network.layers[:-1], network.layers[1:], strict=True):
@@ -89,7 +102,7 @@ def find_faulty_plugin(network, x: np.ndarray, targets: np.ndarray | None) -> st
             try:
                 out = act.forward(z)
             except Exception as exc:
-                return f"{who(act)} raised {type(exc).__name__} in forward: {exc}"
+                return raised(act, exc, "forward")
             if problem := bad_shape(act, "forward", out, z.shape):
                 return problem
             trace.append((act, z, out))
@@ -100,14 +113,14 @@ def find_faulty_plugin(network, x: np.ndarray, targets: np.ndarray | None) -> st
         try:
             grad = loss.gradient(a, targets)
         except Exception as exc:
-            return f"{who(loss)} raised {type(exc).__name__} in gradient: {exc}"
+            return raised(loss, exc, "gradient")
         if problem := bad_shape(loss, "gradient", grad, a.shape):
             return problem
         for act, z, out in reversed(trace):
             try:
                 result = act.backward(z, out, np.ones_like(out))
             except Exception as exc:
-                return f"{who(act)} raised {type(exc).__name__} in backward: {exc}"
+                return raised(act, exc, "backward")
             if problem := bad_shape(act, "backward", result, z.shape):
                 return problem
     return None
@@ -120,9 +133,11 @@ def first_nonfinite(network, x: np.ndarray, rows: np.ndarray | None = None):
     ``"activation"`` when its activation returned NaN or infinity for finite sums; None when
     every row stays finite. Only run after a failure."""
     index = np.arange(len(x)) if rows is None else np.asarray(rows)
+    device = network._backend
     with np.errstate(all="ignore"):
         for start in range(0, len(index), ops.INFERENCE_CHUNK):
-            a = x[index[start:start + ops.INFERENCE_CHUNK]]
+            block = index[start:start + ops.INFERENCE_CHUNK]
+            a = x[device.asarray(block)] if device.owns(x) else device.asarray(x[block])
             for k in range(1, len(network.layers)):
                 layer, nxt = network.layers[k - 1], network.layers[k]
                 z = ops.affine(a, layer.weights_for_layer, layer.bias_for_layer)

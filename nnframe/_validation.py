@@ -171,9 +171,21 @@ class NonFiniteRows(NNFrameError):
     into the InputError of `explain_nonfinite`, which needs the original data."""
 
 
+def _host(data):
+    """``data`` itself, or a device array (`nnframe.backend`) copied to the host: explicitly,
+    for checks and messages off the hot path."""
+    from . import backend
+
+    return backend.backend_of(data).to_host(data) if backend.is_device_array(data) else data
+
+
 def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = False,
-           check_finite: bool = True, lazy: bool = False):
+           check_finite: bool = True, lazy: bool = False, device=None):
     """Return ``(array, was_1d)``: a 2-D array of ``dtype`` with ``width`` columns.
+
+    An array of the network's device (``device``, a `nnframe.backend.Backend`) is checked
+    and converted there, and returned on it; a device array given to another device is
+    copied to the host first.
 
     ``check_finite=False`` leaves the NaN/infinity check to the caller, for inference, which
     checks each row block just before using it (`require_finite_rows`). ``lazy=True``
@@ -182,7 +194,10 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
     is an ``np.memmap`` or its conversion would take more than `LAZY_BYTES`: data larger than
     memory is never converted whole (smaller data is converted once, which is faster).
     """
-    array = _as_real_array(data, name)
+    if device is not None and not device.is_host and device.owns(data):
+        return _device_inputs(data, width, dtype, device, name=name, allow_1d=allow_1d,
+                              check_finite=check_finite)
+    array = _as_real_array(_host(data), name)
     was_1d = array.ndim == 1
     if was_1d and allow_1d:
         array = array.reshape(1, -1)
@@ -214,12 +229,45 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
     return converted, was_1d
 
 
+def _shape_checks(shape: tuple, width: int, name: str, allow_1d: bool) -> None:
+    if len(shape) != 2:
+        expected = "(samples, features) or one 1-D sample" if allow_1d else "(samples, features)"
+        raise InputError(f"{name} must be 2-D {expected}, got shape {shape}. "
+                         "Flatten images first, e.g. x.reshape(len(x), -1).")
+    if shape[0] == 0:
+        raise InputError(f"{name} is empty (0 samples); pass at least one row.")
+    if shape[1] != width:
+        raise InputError(f"{name} has {shape[1]} features per sample but the network's "
+                         f"input layer has {width} nodes; reshape the data or build the "
+                         f"network with num_nodes[0] = {shape[1]}.")
+
+
+def _device_inputs(data, width: int, dtype, device, *, name: str, allow_1d: bool,
+                   check_finite: bool):
+    """`inputs` for an array already on the network's device: checked and converted there."""
+    kind = data.dtype.kind
+    if kind == "c":
+        raise InputError(f"{name} is complex ({data.dtype}); nnframe works on real numbers. "
+                         "Pass the real part (x.real) or the magnitude (abs(x)).")
+    if kind not in "biuf":
+        raise InputError(f"{name} has dtype {data.dtype} ({_kind_name(kind)}); it must hold "
+                         "real numbers (bool, int, uint or float).")
+    was_1d = data.ndim == 1
+    if was_1d and allow_1d:
+        data = data.reshape(1, -1)
+    _shape_checks(data.shape, width, name, allow_1d)
+    converted = device.xp.ascontiguousarray(data, dtype=dtype)
+    if check_finite and not ops.all_finite(converted):
+        explain_nonfinite(data, name, dtype)
+    return converted, was_1d
+
+
 def explain_nonfinite(data, name: str, dtype, *, converted: np.ndarray | None = None,
                       offset: int = 0) -> None:
     """Raise the InputError for data that is not finite once converted to ``dtype``; with
     ``converted`` (that conversion), return instead if it is finite after all. ``offset``:
     the row number of ``data``'s first row, for the message."""
-    _check_finite(np.asarray(data), name, offset)  # NaN or inf in the data itself: say where
+    _check_finite(np.asarray(_host(data)), name, offset)  # NaN or inf in the data: say where
     if converted is not None and _all_finite(converted):
         return
     raise InputError(f"{name} has values too large for {np.dtype(dtype).name} (at most "
@@ -243,15 +291,18 @@ def require_finite_rows(rows: np.ndarray) -> None:
 
 def _all_finite(array: np.ndarray) -> bool:
     """`nnframe.ops.all_finite`, for large arrays in row blocks on all cores."""
+    if not isinstance(array, np.ndarray):  # a device array: one reduction there
+        return ops.all_finite(array)
     return all(_parallel.map_rows(ops.all_finite, array))
 
 
 def labels(data, num_samples: int, num_outputs: int, dtype, *, name: str = "labels"):
     """Return ``(targets, class_ids)``: target rows of ``dtype`` and an int class per row.
 
-    Accepts integer class ids (1-D) or target rows (2-D, one column per output node).
+    Accepts integer class ids (1-D) or target rows (2-D, one column per output node); labels
+    on a device are checked on the host (a copy: they are small).
     """
-    array = _as_real_array(data, name)
+    array = _as_real_array(_host(data), name)
     if array.ndim == 0 or array.ndim > 2:
         raise InputError(f"{name} must be 1-D class ids or 2-D one-hot rows, got shape "
                          f"{array.shape}.")

@@ -74,7 +74,11 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
 
+    quiet = False  # a rank other than 0 of `mpiexec ... --distributed`: rank 0 says it
+
     def error(self, message: str) -> None:  # one readable line, exit 2, no usage dump
+        if self.quiet:
+            self.exit(2)
         self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)} (see "
                      f"`{self.prog} --help`)\n")
 
@@ -277,7 +281,7 @@ SAVED_SETTINGS = ("hidden", "activation", "output_activation", "cost", "epochs",
                   "data_dir", "no_download", "no_plot", "data", "scale")
 # Options that --resume accepts: where the data and results are, and how far to train.
 RESUME_OPTIONS = {"--resume", "--epochs", "--out", "--no-plot", "--data-dir", "--no-download",
-                  "--sample", "--data", "--distributed"}
+                  "--sample", "--data", "--distributed", "--device"}
 
 
 def _rates(text: str | None, hidden: int) -> list[float] | None:
@@ -372,8 +376,9 @@ def _resume(args, given: set[str]):
         them = "it" if len(extra) == 1 else "them"
         raise InputError(f"--resume continues {args.resume} with its saved settings, so "
                          f"{', '.join(extra)} cannot be given; drop {them} (only --epochs, "
-                         "--out, --no-plot, --distributed and the data options may change).")
-    network = load(args.resume)
+                         "--out, --no-plot, --distributed, --device and the data options may "
+                         "change).")
+    network = load(args.resume, device=args.device)
     record = network.metadata.get(TRAIN_KEY)
     if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
         raise InputError(f"{args.resume} holds no `nnframe train` settings, so it cannot be "
@@ -475,7 +480,8 @@ def _train(args, ranks=None, stage=None) -> int:
         extra = {"dropout": dropout} if dropout is not None else {}
         # Build first: an unknown activation or cost fails before any data is loaded.
         network = NeuralNetwork(len(sizes), sizes, [None, *names, args.output_activation],
-                                args.cost, dtype=args.dtype, seed=args.seed, **extra)
+                                args.cost, dtype=args.dtype, seed=args.seed,
+                                device=args.device, **extra)
         optimizer = _build_optimizer(args)  # an unknown name or hyperparameter fails here too
         schedule = _build_schedule(args)
     out = Path(args.out)
@@ -605,7 +611,7 @@ def _train(args, ranks=None, stage=None) -> int:
 
     targets, _ = _validation.labels(y_test, len(y_test), network.num_nodes[-1], network.dtype)
     test_loss = float(network._loss.loss(network._infer(x_test.astype(network.dtype)),
-                                         targets))
+                                         network._backend.asarray(targets)))
     from ._files import atomic_write
 
     history_path = out / "history.json"
@@ -650,7 +656,7 @@ def _continue_early_stopping(network, stopper, best, best_path: Path) -> None:
     values = network.history.get("val_loss", [])
     weights = None
     if best_path.exists() and values:
-        saved = load(best_path)
+        saved = load(best_path, device=network._backend)
         if saved.epochs == int(np.argmin(values)) + 1:  # Keras' first best, as replayed
             weights = [p.copy() for p in saved.parameters()]
     stopper._carry_over(values, weights)
@@ -969,6 +975,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed for initialisation and shuffling")
     p.add_argument("--dtype", choices=["float32", "float64"], default=DEFAULTS["dtype"],
                    help="floating-point type of the weights and the arithmetic")
+    p.add_argument("--device", default="cpu", metavar="NAME",
+                   help="where to train: cpu (NumPy, the default) or cuda (a CUDA GPU through "
+                   "CuPy: pip install 'nnframe[cuda12]' or 'nnframe[cuda13]'); the saved "
+                   "model loads on either")
     p.add_argument("--subset", type=int, default=DEFAULTS["subset"], metavar="N",
                    help="train on N training images drawn at random (--seed) with each digit "
                    "in its share; 0 means all")
@@ -1054,6 +1064,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    # Options are read before MPI starts: the launcher's variables tell the ranks apart.
+    rank = next((os.environ[v] for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+                 if v in os.environ), "0")
+    _Parser.quiet = "--distributed" in argv and rank != "0"
     args = parser.parse_args(argv)
     # The options typed (not defaulted): --resume accepts only a few.
     args.given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}

@@ -90,6 +90,11 @@ class TrainingDivergedError(NNFrameError, ArithmeticError):
         self.batch = batch
 
 
+class DeviceUnavailableError(NNFrameError, RuntimeError):
+    """A device was asked for that this machine cannot use: CuPy is not installed, or no
+    CUDA GPU is visible. The message says what to install or check."""
+
+
 class RankFailedError(NNFrameError):
     """Another rank of a distributed training run failed; every other rank raises this
     (the failing rank raises its own error), after restoring the epoch's start.

@@ -10,6 +10,7 @@ import numpy as np
 from . import _diagnosis, _parallel, _validation, ops
 from ._diagnosis import ShapeBreach
 from ._text import brief
+from .backend import Backend, get_backend
 from .base import Activation, Cost
 from .callbacks import Callback
 from .errors import InputError, NNFrameError, PluginContractError
@@ -55,6 +56,10 @@ class NeuralNetwork:
             scaled by 1 / (1 - rate)) in each training batch. Only `train`, and
             `forward_pass(..., training=True)`, drop; `predict`, `check_accuracy` and a
             plain `forward_pass` use every unit. `None` (the default) is no dropout.
+        device: Where the weights live and the maths runs: `"cpu"` (NumPy, the default) or
+            `"cuda"` (a CUDA GPU through CuPy: `pip install 'nnframe[cuda12]'` or
+            `'nnframe[cuda13]'`). The weights are initialised on the host either way, so a
+            seed gives the same network on both; see [to][nnframe.NeuralNetwork.to].
 
     Attributes:
         layers: One [Layer][nnframe.Layer] per layer, input first; each holds the weights
@@ -73,9 +78,12 @@ class NeuralNetwork:
             keeps its settings there under `"nnframe_train"`.
         learning_rate: The learning rate of the last `train` call, or `None`.
         error: What the last `calculate_error` returned, or `None`.
+        device: The device name, `"cpu"` or `"cuda"`.
 
     Raises:
         InputError: An argument has the wrong type, size or value (the message says which).
+        DeviceUnavailableError: `device="cuda"` but CuPy is not installed or no GPU is
+            visible.
         UnknownNameError: An activation or cost name is not registered.
         PluginContractError: An activation or cost object breaks the plugin contract.
 
@@ -89,7 +97,8 @@ class NeuralNetwork:
     def __init__(self, num_layers: int, num_nodes: Sequence[int],
                  activation_function: Sequence[str | Activation | None],
                  cost_function: str | Cost, *, dtype=np.float32, seed: int | None = None,
-                 dropout: Sequence[float] | None = None):
+                 dropout: Sequence[float] | None = None, device: str | Backend = "cpu"):
+        self._backend = get_backend(device)
         self.num_layers = _validation.positive_int(num_layers, "num_layers", minimum=2)
         self.num_nodes = _sequence(num_nodes, "num_nodes", self.num_layers)
         self.dropout = _dropout(dropout, self.num_layers)
@@ -143,6 +152,9 @@ class NeuralNetwork:
         self.metadata: dict = {}
         self._schedule: ScheduleRun | None = None
         self._saved_schedule: tuple[NNFrameError, dict] | None = None
+        if not self._backend.is_host:
+            backend, self._backend = self._backend, get_backend("cpu")
+            self.to(backend)
 
     def _configure_output(self, output: Activation) -> None:
         """Choose, once, the cost this name means on the output and any fused delta."""
@@ -160,6 +172,47 @@ class NeuralNetwork:
         return [p for layer in self.layers[:-1]
                 for p in (layer.weights_for_layer, layer.bias_for_layer)]
 
+    @property
+    def device(self) -> str:
+        """The device of the weights and the maths: `"cpu"` or `"cuda"`."""
+        return self._backend.name
+
+    def to(self, device: str | Backend) -> NeuralNetwork:
+        """Move the network to `device`: its weights, biases and optimizer state.
+
+        Training, prediction and saving then run there; nothing else changes (the history,
+        the schedule, the shuffling generator stay as they are). The stored activations of
+        the last [forward_pass][nnframe.NeuralNetwork.forward_pass] are dropped.
+
+        Args:
+            device: `"cpu"` or `"cuda"`.
+
+        Returns:
+            The network itself, so that `net = NeuralNetwork(...).to("cuda")` reads well.
+
+        Raises:
+            InputError: `device` is not a device name.
+            DeviceUnavailableError: `"cuda"` but CuPy is not installed or no GPU is visible.
+        """
+        target = get_backend(device)
+        source = self._backend
+        if target is source:
+            return self
+
+        def move(array):
+            return target.asarray(source.to_host(array))
+
+        for layer in self.layers:
+            if layer.weights_for_layer is not None:
+                layer.weights_for_layer = move(layer.weights_for_layer)
+                layer.bias_for_layer = move(layer.bias_for_layer)
+            layer.activations = layer.pre_activations = None
+            layer.dropout_mask = layer.kept_activations = None
+        if self._run is not None:
+            self._run.move(move)
+        self._backend = target
+        return self
+
     def __repr__(self) -> str:
         parts = [str(self.num_nodes[0])]
         parts += [f"{n} {a}" for n, a in zip(self.num_nodes[1:], self.activation_function[1:],
@@ -168,7 +221,8 @@ class NeuralNetwork:
                  for part, rate in zip(parts, self.dropout, strict=True)]
         count = sum(p.size for p in self.parameters())
         return (f"NeuralNetwork({' -> '.join(parts)}, cost={self.cost_function}, "
-                f"dtype={self.dtype.name}, parameters={count:,})")
+                f"dtype={self.dtype.name}, parameters={count:,}"
+                + ("" if self._backend.is_host else f", device={self._backend.name}") + ")")
 
     # -- the maths -------------------------------------------------------------------------
     def _forward(self, x: np.ndarray, rng: np.random.Generator | None = None,
@@ -198,11 +252,13 @@ class NeuralNetwork:
         if rng is None or rate == 0:
             layer.activations, layer.dropout_mask, layer.kept_activations = a, None, None
             return
+        source = self._backend.dropout_source(rng)  # the generator itself on the CPU
         if rows is None:
-            draws = rng.random(a.shape, dtype=self.dtype)
+            draws = source.random(a.shape, dtype=self.dtype)
         else:
             offset, total = rows
-            draws = rng.random((total, a.shape[1]), dtype=self.dtype)[offset:offset + len(a)]
+            draws = source.random((total, a.shape[1]),
+                                  dtype=self.dtype)[offset:offset + len(a)]
         keep = draws >= self.dtype.type(rate)
         mask = keep.astype(self.dtype)
         mask *= self.dtype.type(1 / (1 - rate))
@@ -222,6 +278,11 @@ class NeuralNetwork:
         with ``classes=True`` the class id per row. Large inputs run in row blocks on all
         cores (see `nnframe._parallel`)."""
         rows = self._infer_classes if classes else self._infer_rows
+        if not self._backend.is_host:  # on a device: one block at a time, kept there
+            backend = self._backend
+            outputs = [rows(backend.asarray(x[start:start + ops.INFERENCE_CHUNK], self.dtype))
+                       for start in range(0, len(x), ops.INFERENCE_CHUNK)]
+            return outputs[0] if len(outputs) == 1 else backend.xp.concatenate(outputs)
         outputs = []
         # Overflow is found by the checks of _infer_rows and explained by the caller
         # (_explain_nonfinite), instead of NumPy warning; worker blocks share this state.
@@ -265,13 +326,15 @@ class NeuralNetwork:
 
     def _unchecked_inputs(self, data, name: str, allow_1d: bool = False):
         return _validation.inputs(data, self.num_nodes[0], self.dtype, name=name,
-                                  allow_1d=allow_1d, check_finite=False, lazy=True)
+                                  allow_1d=allow_1d, check_finite=False, lazy=True,
+                                  device=self._backend)
 
     def _classes(self, context: str, x: np.ndarray, data, name: str) -> np.ndarray:
         """Class ids for ``x`` (``data`` validated but for NaN and infinity), classified in
         row blocks that each check their rows first: one pass, on every core."""
         try:
-            return _diagnosis.guarded(self, context, x, None, self._infer_all_classes, x)
+            return self._backend.to_host(
+                _diagnosis.guarded(self, context, x, None, self._infer_all_classes, x))
         except _validation.NonFiniteRows:
             _diagnosis.explain_nonfinite(self, data, x, name)
 
@@ -362,7 +425,7 @@ class NeuralNetwork:
         return self._schedule
 
     # -- the classic step-by-step API ------------------------------------------------------
-    def forward_pass(self, inputs, *, training: bool = False) -> np.ndarray:
+    def forward_pass(self, inputs, *, training: bool = False, to_host: bool = True):
         """Run `inputs` through the network, keeping every layer's activations.
 
         The stored activations are what [calculate_error][nnframe.NeuralNetwork.calculate_error]
@@ -373,6 +436,8 @@ class NeuralNetwork:
             training: Apply dropout as `train` does, with masks from the network's
                 training generator (the one `train(seed=...)` sets), which `back_pass`
                 then backpropagates through. `False` (the default) uses every unit.
+            to_host: On a GPU network, `True` (the default) returns a NumPy array, `False`
+                the device (CuPy) array itself, with no copy. On the CPU it changes nothing.
 
         Returns:
             The output layer's activations, one row per sample.
@@ -384,7 +449,9 @@ class NeuralNetwork:
         """
         if not isinstance(training, bool):
             raise InputError(f"training must be True or False, got {brief(training)}.")
-        x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype)
+        _flag(to_host, "to_host")
+        x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype, device=self._backend)
+        x = self._backend.asarray(x)
         rng = None
         if training and any(self.dropout):
             if self._shuffle is None:
@@ -395,7 +462,7 @@ class NeuralNetwork:
         if not ops.all_finite(self.layers[1].pre_activations, out):  # as _infer_rows checks
             self.layers[-1].activations = None  # no back_pass from a broken pass
             _diagnosis.explain_nonfinite(self, inputs, x, "inputs")
-        return out
+        return self._backend.to_host(out) if to_host else out
 
     def _last_targets(self, labels, what: str) -> np.ndarray:
         out = self.layers[-1].activations
@@ -404,7 +471,7 @@ class NeuralNetwork:
                              "network.forward_pass(inputs) with the inputs these labels "
                              "belong to.")
         targets, _ = _validation.labels(labels, len(out), self.num_nodes[-1], self.dtype)
-        return targets
+        return self._backend.asarray(targets)
 
     def calculate_error(self, labels) -> float:
         """The cost of the last forward pass against `labels`.
@@ -424,7 +491,7 @@ class NeuralNetwork:
                                            self._last_targets(labels, "calculate_error")))
         return self.error
 
-    def gradients(self, labels) -> list[np.ndarray]:
+    def gradients(self, labels, *, to_host: bool = True) -> list[np.ndarray]:
         """The gradient of [calculate_error][nnframe.NeuralNetwork.calculate_error] for
         `labels` with respect to every parameter, from the last forward pass.
 
@@ -432,6 +499,8 @@ class NeuralNetwork:
             labels: For the inputs of the last
                 [forward_pass][nnframe.NeuralNetwork.forward_pass]: 1-D integer class ids,
                 or 2-D probability rows.
+            to_host: On a GPU network, `True` (the default) returns NumPy arrays, `False`
+                the device arrays.
 
         Returns:
             One array per parameter, aligned with
@@ -441,9 +510,11 @@ class NeuralNetwork:
             InputError: There was no forward pass yet, or `labels` do not fit it.
             PluginRuntimeError: A plugin activation or cost raised or broke its contract.
         """
+        _flag(to_host, "to_host")
         targets = self._last_targets(labels, "gradients")
-        return _diagnosis.guarded(self, "gradients", self.layers[0].activations, targets,
-                                  lambda: self._gradients(targets).arrays())
+        grads = _diagnosis.guarded(self, "gradients", self.layers[0].activations, targets,
+                                   lambda: self._gradients(targets).arrays())
+        return [self._backend.to_host(g) for g in grads] if to_host else grads
 
     def back_pass(self, labels, learning_rate: float | None = None) -> None:
         """Backpropagate the last forward pass's error and update every weight and bias.
@@ -584,45 +655,72 @@ class NeuralNetwork:
         # its optimizer and schedule (with their state), shuffling and learning rate.
         kept = (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
                 self._shuffle, self.learning_rate, self.epochs)
+        args = (batch_size, inputs, labels, num_epochs, learning_rate, filename, optimizer,
+                schedule, seed, validation_data, callback, callbacks, verbose)
         try:
-            try:
-                prepared = self._prepare_training(
-                    batch_size, inputs, labels, num_epochs, learning_rate, filename,
-                    optimizer, schedule, seed, validation_data, callback, callbacks,
-                    check_directory=ranks is None or ranks.rank == 0)
-            except BaseException as exc:
-                if ranks is None:
-                    raise
-                ranks.agree(exc)  # every rank raises: this one exc, the others its message
-            x, y, ids, val, path, run, schedule_run, callbacks, batch_size = prepared
-            options = dict(batch_size=batch_size, num_epochs=num_epochs,
-                           learning_rate=self.learning_rate, rng=self._shuffle,
-                           schedule=schedule_run, validation=val, callback=callback,
-                           callbacks=callbacks, verbose=verbose)
             if ranks is None:
-                trainer = Trainer(self, run, **options)
-            else:
-                ranks.agree(None, mpi.signature(self, x, ids, batch_size, num_epochs,
-                                                self.learning_rate, run, schedule_run, val))
-                mpi.synchronise(ranks, self, run)
-                trainer = mpi.DistributedTrainer(ranks, self, run, **options)
-            history = trainer.fit(x, y, ids)
+                trainer, x, y, ids, path = self._trainer(*args)
+                history = trainer.fit(x, y, ids)
+                if path is not None:
+                    self.save(path)
+                return history
+            with ranks.deferred_interrupts():
+                return self._train_distributed(ranks, args)
         except BaseException:
             if self.epochs == kept[-1]:
                 (self._run, self._saved_optimizer, self._schedule, self._saved_schedule,
                  self._shuffle, self.learning_rate, _) = kept
             raise
-        if path is not None:
-            if ranks is None:
+
+    def _trainer(self, *args, ranks=None):
+        """The `Trainer` of a `train` call (its arguments checked and converted), with the
+        arrays it trains on and the path to save to."""
+        (batch_size, inputs, labels, num_epochs, learning_rate, filename, optimizer, schedule,
+         seed, validation_data, callback, callbacks, verbose) = args
+        if ranks is not None and not self._backend.is_host:
+            raise InputError(f"distributed training runs on the CPU, and this network is on "
+                             f"{self.device!r}; move it with network.to('cpu') first, or "
+                             "train on one GPU without distributed=.")
+        x, y, ids, val, path, run, schedule_run, callbacks, batch_size = self._prepare_training(
+            batch_size, inputs, labels, num_epochs, learning_rate, filename, optimizer,
+            schedule, seed, validation_data, callback, callbacks,
+            check_directory=ranks is None or ranks.rank == 0)
+        options = dict(batch_size=batch_size, num_epochs=num_epochs,
+                       learning_rate=self.learning_rate, rng=self._shuffle,
+                       schedule=schedule_run, validation=val, callback=callback,
+                       callbacks=callbacks, verbose=verbose)
+        if ranks is None:
+            return Trainer(self, run, **options), x, y, ids, path
+        from . import distributed as mpi
+
+        trainer = mpi.DistributedTrainer(ranks, self, run, **options)
+        trainer.signature = mpi.signature(self, x, ids, batch_size, num_epochs,
+                                          self.learning_rate, run, schedule_run, val)
+        return trainer, x, y, ids, path
+
+    def _train_distributed(self, ranks, args) -> dict[str, list]:
+        """`train` on the ranks of ``ranks``: every step that may fail on one rank alone
+        ends in an agreement, so that all raise together and none waits."""
+        from . import distributed as mpi
+
+        failed = signature = None
+        try:
+            trainer, x, y, ids, path = self._trainer(*args, ranks=ranks)
+            signature = trainer.signature
+        except BaseException as exc:
+            failed = exc
+        ranks.agree(failed, signature)  # raises on every rank if one failed or they differ
+        mpi.synchronise(ranks, self, trainer.run)
+        history = trainer.fit(x, y, ids)
+        failed = None
+        if ranks.rank == 0 and path is not None:  # rank 0 writes; every rank learns if it could
+            try:
                 self.save(path)
-            else:  # rank 0 writes; every rank learns whether it could
-                failed = None
-                if ranks.rank == 0:
-                    try:
-                        self.save(path)
-                    except BaseException as exc:
-                        failed = exc
-                ranks.agree(failed)
+            except BaseException as exc:
+                failed = exc
+        if failed is None and ranks.take_interrupt():
+            failed = KeyboardInterrupt()
+        ranks.agree(failed)
         return history
 
     def _prepare_training(self, batch_size, inputs, labels, num_epochs, learning_rate,
@@ -644,17 +742,25 @@ class NeuralNetwork:
             if check_directory and not path.parent.is_dir():
                 raise InputError(f"cannot save to {str(filename)!r}: the directory "
                                  f"{str(path.parent)!r} does not exist; create it first.")
-        x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype, lazy=True)
+        backend = self._backend
+        x, _ = _validation.inputs(inputs, self.num_nodes[0], self.dtype, lazy=True,
+                                  device=backend)
         y, ids = _validation.labels(labels, len(x), self.num_nodes[-1], self.dtype)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise InputError("validation_data must be a pair (inputs, labels).")
             vx, _ = _validation.inputs(validation_data[0], self.num_nodes[0], self.dtype,
-                                       name="validation inputs", lazy=True)
+                                       name="validation inputs", lazy=True, device=backend)
             vy, vids = _validation.labels(validation_data[1], len(vx), self.num_nodes[-1],
                                           self.dtype, name="validation labels")
-            val = (validation_data[0], vx, vy, vids)
+            val = (validation_data[0], vx, backend.asarray(vy), backend.asarray(vids))
+        if not backend.is_host:
+            # On a device the data moves there once (lazily converted data, such as a memmap,
+            # one batch at a time); the targets and class ids always.
+            if x.dtype == self.dtype:
+                x = backend.asarray(x)
+            y, ids = backend.asarray(y), backend.asarray(ids)
         run = self._optimizer_run(optimizer)
         schedule_run = self._schedule_run(schedule, num_epochs)
         if seed is not None or self._shuffle is None:
@@ -748,7 +854,8 @@ class NeuralNetwork:
         save(self, path)
 
     @staticmethod
-    def load(path: str | Path, *, trusted: bool = False) -> NeuralNetwork:
+    def load(path: str | Path, *, trusted: bool = False,
+             device: str | Backend = "cpu") -> NeuralNetwork:
         """Read a network saved with [save][nnframe.NeuralNetwork.save].
 
         The same as [nnframe.load][nnframe.load], which documents it in full.
@@ -756,13 +863,14 @@ class NeuralNetwork:
         Args:
             path: A path ending in `.pkl`.
             trusted: `True` allows a full, code-running load (only for files you trust).
+            device: `"cpu"` (the default) or `"cuda"`: where the loaded network lives.
 
         Returns:
             The network.
         """
         from .persistence import load
 
-        return load(path, trusted=trusted)
+        return load(path, trusted=trusted, device=device)
 
 
 def _instance(spec, base: type, get, example: str, how: str):
@@ -785,6 +893,11 @@ def _instance(spec, base: type, get, example: str, how: str):
                          f"({kind}={spec.__name__}(...)) or a name such as '{example}'.")
     raise InputError(f"{kind} must be a name such as '{example}' or an nnframe."
                      f"{base.__name__} (from {how}), got {type(spec).__name__} {brief(spec)}.")
+
+
+def _flag(value, name: str) -> None:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {brief(value)}.")
 
 
 def _dropout(value, num_layers: int) -> list[float]:

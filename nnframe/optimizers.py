@@ -162,13 +162,24 @@ class OptimizerRun:
         self.steps = [0] * len(params)
 
     def _initial(self, param: np.ndarray, index: int) -> dict[str, np.ndarray]:
+        from .backend import backend_of
+
         state = self.optimizer.init_state(param)
+        device = backend_of(param)
         if not isinstance(state, dict) or not all(
-                isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state.items()):
+                isinstance(k, str) and device.owns(v) for k, v in state.items()):
+            where = "" if device.is_host else (
+                f" (on the device: arrays of {device.name}, built from the parameter, e.g. "
+                "np.zeros_like(param), never np.zeros(param.shape))")
             raise PluginContractError(
                 f"optimizer {self.optimizer._label()}: init_state must return a dict of "
-                f"NumPy arrays with string keys, got {brief(state)} for parameter {index}")
+                f"NumPy arrays with string keys{where}, got {brief(state)} for parameter "
+                f"{index}")
         return state
+
+    def move(self, move) -> None:
+        """Replace every state array with ``move(array)`` (to another device)."""
+        self.states = [{k: move(v) for k, v in state.items()} for state in self.states]
 
     def apply(self, params: list[np.ndarray], grads: Gradients, learning_rate: float) -> None:
         """One update of every parameter with its gradient."""

@@ -102,9 +102,23 @@ def _plugin_record(obj: Activation | Cost) -> dict:
             "embedded": dill.dumps(obj, recurse=True)}
 
 
+def _host(array) -> np.ndarray:
+    """A weight or state array on the host (copied there from a device, explicitly)."""
+    from .backend import backend_of
+
+    return backend_of(array).to_host(array)
+
+
+def _device_copy(like, array: np.ndarray):
+    """``array`` moved to the device of ``like``."""
+    from .backend import backend_of
+
+    return backend_of(like).asarray(array)
+
+
 def _array_record(array: np.ndarray, dtype: str) -> dict:
     return {"shape": list(array.shape),
-            "data": np.ascontiguousarray(array, dtype=DTYPES[dtype]).tobytes()}
+            "data": np.ascontiguousarray(_host(array), dtype=DTYPES[dtype]).tobytes()}
 
 
 def to_payload(network) -> dict:
@@ -179,6 +193,7 @@ def _schedule_record(network) -> dict | None:
 
 
 def _state_array_record(array: np.ndarray) -> dict:
+    array = _host(array)
     dtype = array.dtype.newbyteorder("<")
     return {"shape": list(array.shape), "dtype": dtype.str,
             "data": np.ascontiguousarray(array, dtype=dtype).tobytes()}
@@ -408,7 +423,7 @@ def _read(path: Path) -> bytes:
     return data
 
 
-def load(path, *, trusted: bool = False):
+def load(path, *, trusted: bool = False, device="cpu"):
     """Read a network saved by [NeuralNetwork.save][nnframe.NeuralNetwork.save].
 
     By default only plain data is accepted: a file that would import or run anything raises
@@ -421,6 +436,8 @@ def load(path, *, trusted: bool = False):
         trusted: The bool `True` allows a full, code-running load: only for files you trust.
             Anything but a real bool (a string, a number, `numpy.bool_`) raises
             [InputError][nnframe.errors.InputError] before the file is opened.
+        device: Where the network goes: `"cpu"` (the default) or `"cuda"`. The file holds
+            host arrays either way, so a model saved on a GPU loads on a CPU and back.
 
     Returns:
         The [NeuralNetwork][nnframe.NeuralNetwork], with its training history.
@@ -431,6 +448,8 @@ def load(path, *, trusted: bool = False):
         MissingPluginError: The model needs an activation or cost that is not installed; the
             message names the package to install.
         ModelFileError: The file is missing, unreadable, corrupt or not an nnframe model.
+        DeviceUnavailableError: `device="cuda"` but CuPy is not installed or no GPU is
+            visible.
 
     Examples:
         ```python
@@ -442,6 +461,9 @@ def load(path, *, trusted: bool = False):
         raise InputError(f"trusted must be True or False, got {type(trusted).__name__} "
                          f"{brief(trusted)}; only trusted=True allows a full (code-running) "
                          "load.")
+    from .backend import get_backend
+
+    target = get_backend(device)  # an unusable device fails before the file is read
     path = _validation.model_path(path, name="path")
     where = repr(str(path))
     data = _read(path)
@@ -460,12 +482,13 @@ def load(path, *, trusted: bool = False):
         raise ModelFileError(f"{where} is not a valid nnframe model file ({type(exc).__name__}: "
                              f"{_reason(exc)}).") from None
     try:
-        return from_payload(payload, where, trusted=trusted)
+        network = from_payload(payload, where, trusted=trusted)
     except NNFrameError:
         raise
     except Exception as exc:  # a structure the checks did not foresee: still the file's fault
         raise ModelFileError(f"{where} is not a valid nnframe model file (unexpected structure: "
                              f"{type(exc).__name__}: {_reason(exc)}).") from None
+    return network.to(target)
 
 
 def _bad(where: str, problem: str) -> ModelFileError:
@@ -807,7 +830,8 @@ def _rebuilt(cls, checked, params: list[np.ndarray], where: str):
                               f"{brief(sorted(stored))}, but {brief(name)}'s init_state makes "
                               f"{brief(sorted(fresh))} (shapes and dtypes included)")
         for key, value in stored.items():
-            state[key][...] = value
+            target = state[key]
+            target[...] = value if isinstance(target, np.ndarray) else _device_copy(target, value)
     run.steps[:] = steps
     return run
 

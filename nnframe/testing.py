@@ -13,6 +13,10 @@ is how the pytest plugin reports every check as its own test item::
     # tests/test_conformance.py of a plugin package: the whole file
     from nnframe.testing import conformance_test
     test_conformance = conformance_test("nnframe-extras")
+
+With ``device="cuda"`` the three functions also run the plugin on the GPU (CuPy arrays in,
+CuPy arrays out, nothing converted to NumPy on the way) and compare every result with the
+CPU's.
 """
 
 from __future__ import annotations
@@ -1240,40 +1244,51 @@ def checks_for(obj: object) -> tuple[Check, ...]:
     return COST_CHECKS if isinstance(obj, Cost) else ACTIVATION_CHECKS
 
 
-def check_activation(obj: Activation) -> None:
+def check_activation(obj: Activation, *, device: str = "cpu") -> None:
     """Run every activation check of the conformance kit on `obj`.
 
     Args:
         obj: The [Activation][nnframe.Activation] to check.
+        device: `"cuda"` also runs `forward`, `forward_inplace` and `backward` on GPU
+            arrays and compares them with the CPU's (`"cpu"`, the default: the CPU only).
 
     Raises:
         AssertionError: At the first failed check, with a message naming the object, the
             check and the fix.
     """
+    backend = _backend(device)
     for check in ACTIVATION_CHECKS:
         check.run(obj)
+    if not backend.is_host:
+        _activation_on_device(obj, backend)
 
 
-def check_cost(obj: Cost, *, activations: Iterable[Activation] | None = None) -> None:
+def check_cost(obj: Cost, *, activations: Iterable[Activation] | None = None,
+               device: str = "cpu") -> None:
     """Run every cost check of the conformance kit on `obj`.
 
     Args:
         obj: The [Cost][nnframe.Cost] to check.
         activations: The output activations on which any `fused_delta` the cost offers is
             compared with the chain rule; `None` means every registered activation.
+        device: `"cuda"` also runs `loss`, `gradient` and the fused deltas on GPU arrays and
+            compares them with the CPU's (`"cpu"`, the default: the CPU only).
 
     Raises:
         AssertionError: At the first failed check, with a message naming the object, the
             check and the fix.
     """
+    backend = _backend(device)
     for check in COST_CHECKS:
         if check.name == "fused_delta_matches_chain_rule":
             _cost_fused(obj, activations)
         else:
             check.run(obj)
+    if not backend.is_host:
+        _cost_on_device(obj, backend, activations)
 
 
-def check_optimizer(cls: type[Optimizer]) -> None:
+def check_optimizer(cls: type[Optimizer], *, device: str = "cpu") -> None:
     """Run every optimizer check of the conformance kit on the class `cls`.
 
     Each check builds the class as nnframe does (`nnframe.optimizers.create` with its default
@@ -1282,13 +1297,166 @@ def check_optimizer(cls: type[Optimizer]) -> None:
     Args:
         cls: The registered [Optimizer][nnframe.Optimizer] subclass (the class, not an
             instance).
+        device: `"cuda"` also runs `init_state` and `update` on GPU parameters and compares
+            every step, and the saved state, with the CPU's (`"cpu"`, the default: the CPU
+            only).
 
     Raises:
         AssertionError: At the first failed check, with a message naming the optimizer and
             what it did.
     """
+    backend = _backend(device)
     for check in OPTIMIZER_CHECKS:
         check.run(cls)
+    if not backend.is_host:
+        _optimizer_on_device(cls, backend)
+
+
+
+# -- on a device ---------------------------------------------------------------------------
+GPU_SAFE = ("A GPU-safe plugin computes with np.* calls and array methods on the arrays it is "
+            "given: no np.asarray/np.array of them, no host arrays (np.ones(shape): use "
+            "np.ones_like), no where= in ufuncs, no np.random.* global functions; see "
+            "'GPU-safe plugins' in the plugin docs.")
+# How far a device result may be from the CPU's: another BLAS and other kernels round
+# differently (the stand-in device of the tests agrees to the last bit or so).
+DEVICE_TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
+
+
+def _backend(device):
+    from .backend import get_backend
+
+    return get_backend(device)
+
+
+def _dcall(obj, backend, what: str, fn, *args):
+    try:
+        return fn(*args)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise _fail(obj, f"{what} on the device {backend.name!r} raised {type(exc).__name__}: "
+                         f"{exc}. {GPU_SAFE}") from exc
+
+
+def _same_on_device(obj, backend, what: str, out, expected: np.ndarray) -> None:
+    """``out`` (a device result) is an array of ``backend`` shaped, typed and valued as the
+    CPU's ``expected``."""
+    if not backend.owns(out):
+        raise _fail(obj, f"{what} on the device {backend.name!r} returned "
+                         f"{type(out).__module__}.{type(out).__name__}, not an array of the "
+                         f"device. {GPU_SAFE}")
+    if out.shape != expected.shape or out.dtype != expected.dtype:
+        raise _fail(obj, f"{what} on the device {backend.name!r} returned {out.dtype} "
+                         f"{out.shape}, the CPU {expected.dtype} {expected.shape}")
+    got = backend.to_host(out)
+    tolerance = DEVICE_TOLERANCE.get(expected.dtype, 1e-5)
+    if not np.allclose(got, expected, rtol=tolerance, atol=tolerance, equal_nan=True):
+        worst = float(np.max(np.abs(got.astype(np.float64) - expected)))
+        raise _fail(obj, f"{what} on the device {backend.name!r} differs from the CPU result "
+                         f"by up to {worst:.3g} (tolerance {tolerance:g})")
+
+
+def _activation_on_device(obj: Activation, backend) -> None:
+    """forward, forward_inplace and backward on device arrays: device arrays out, the
+    inputs untouched, the CPU's values."""
+    for dtype in DTYPES:
+        for seed, shape in ((13, (5, 7)), (14, (64, 33))):
+            z = _batch(seed, dtype, shape) * dtype(3)
+            grad = _batch(seed + 100, dtype, shape)
+            with np.errstate(all="ignore"):
+                a, back = obj.forward(z), None
+                back = obj.backward(z, a, grad)
+                inplace = obj.forward_inplace(z.copy())
+            zd, ad, gd = (backend.asarray(v) for v in (z, a, grad))
+            label = f"{np.dtype(dtype).name} {shape}"
+            _same_on_device(obj, backend, f"forward ({label})",
+                            _dcall(obj, backend, "forward", obj.forward, zd), a)
+            _same_on_device(obj, backend, f"backward ({label})",
+                            _dcall(obj, backend, "backward", obj.backward, zd, ad, gd), back)
+            if not np.array_equal(backend.to_host(zd), z):
+                raise _fail(obj, "forward or backward modified z in place on the device")
+            _same_on_device(obj, backend, f"forward_inplace ({label})",
+                            _dcall(obj, backend, "forward_inplace", obj.forward_inplace,
+                                   backend.asarray(z)), inplace)
+
+
+def _cost_on_device(obj: Cost, backend, activations: Iterable[Activation] | None) -> None:
+    """loss (a number), gradient and every fused delta on device arrays match the CPU's."""
+    for dtype in DTYPES:
+        a, y = _probabilities(21, (6, 4), dtype), _targets(22, 6, 4, dtype)
+        ad, yd = backend.asarray(a), backend.asarray(y)
+        with np.errstate(all="ignore"):
+            loss, grad = obj.loss(a, y), obj.gradient(a, y)
+        got = _dcall(obj, backend, "loss", obj.loss, ad, yd)
+        try:
+            got = float(got)
+        except Exception as exc:
+            raise _fail(obj, f"loss on the device returned {type(got).__name__}, not a "
+                             f"number ({exc}); return float(...) of the device result") from exc
+        tolerance = DEVICE_TOLERANCE[np.dtype(dtype)]
+        if not np.isclose(got, loss, rtol=tolerance, atol=tolerance):
+            raise _fail(obj, f"loss on the device {backend.name!r} is {got!r}, on the CPU "
+                             f"{loss!r}")
+        _same_on_device(obj, backend, f"gradient ({np.dtype(dtype).name})",
+                        _dcall(obj, backend, "gradient", obj.gradient, ad, yd), grad)
+    if activations is None:
+        from .registry import get_registry
+
+        activations = [e.obj for e in get_registry().entries["activation"].values()]
+    for activation in activations:
+        cost = obj.for_output(activation)
+        fused = cost.fused_delta(activation)
+        if fused is None:
+            continue
+        rng = np.random.default_rng(23)
+        z = rng.standard_normal((5, 4))
+        a = activation.forward(z)
+        y = np.eye(4)[rng.integers(0, 4, 5)]
+        _same_on_device(obj, backend, f"fused_delta({brief(activation.name)})",
+                        _dcall(obj, backend, f"fused_delta({brief(activation.name)})", fused,
+                               backend.asarray(a), backend.asarray(y)), fused(a, y))
+
+
+def _optimizer_on_device(cls, backend) -> None:
+    """init_state and update on device parameters: state arrays of the device, the CPU's
+    parameters and states after every step, and the state saved to the host and back."""
+    from .optimizers import OptimizerRun
+    from .persistence import optimizer_from_record, optimizer_record
+
+    for dtype in DTYPES:
+        params, grads = _problem(31, dtype)
+        host = OptimizerRun(_build(cls), params)
+        device_params = [backend.asarray(p) for p in params]
+        run = _ocall(cls, "init_state on the device", OptimizerRun, _build(cls),
+                     device_params)
+        for i, state in enumerate(run.states):
+            for key, value in state.items():
+                if not backend.owns(value):
+                    raise _ofail(cls, f"init_state on the device {backend.name!r} returned "
+                                      f"state[{key!r}] of parameter {i} as "
+                                      f"{type(value).__name__}, not an array of the device. "
+                                      f"{GPU_SAFE}")
+        for k, row in enumerate(grads):
+            host.apply(params, Gradients(arrays=row), _rate(k + 1))
+            try:
+                run.apply(device_params, Gradients(arrays=[backend.asarray(g) for g in row]),
+                          _rate(k + 1))
+            except Exception as exc:
+                raise _ofail(cls, f"update on the device {backend.name!r} raised "
+                                  f"{type(exc).__name__}: {exc}. {GPU_SAFE}") from exc
+            for i, (param, moved) in enumerate(zip(params, device_params, strict=True)):
+                _same_on_device(cls, backend, f"parameter {i} after step {k + 1}", moved,
+                                param)
+                for key, value in host.states[i].items():
+                    _same_on_device(cls, backend, f"state[{key!r}] of parameter {i} after "
+                                    f"step {k + 1}", run.states[i][key], value)
+        record = optimizer_record(run)
+        again = optimizer_from_record(record, device_params, cls)
+        for i, (state, saved) in enumerate(zip(again.states, run.states, strict=True)):
+            for key, value in saved.items():
+                _same_on_device(cls, backend, f"state[{key!r}] of parameter {i} saved and "
+                                "loaded", state[key], backend.to_host(value))
 
 
 # -- running the kit over installed plugins -------------------------------------------------

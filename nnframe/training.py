@@ -248,19 +248,25 @@ class Trainer:
         total_loss = 0.0
         correct = 0
         batch, xb, yb = 0, x[:0], y[:0]
-        order = self.rng.permutation(n)
+        backend = network._backend
+        order = self.rng.permutation(n)  # on the host, so every device shuffles alike
+        index = backend.asarray(order)  # on a device, moved there once (NumPy: itself)
+        on_device = backend.owns(x)  # else lazily converted host data, one batch at a time
         # Targets and class ids are small: shuffle them once per epoch and slice per batch.
         # The inputs are large, so each batch gathers only its own rows.
-        y_epoch, ids_epoch = y[order], ids[order]
+        y_epoch, ids_epoch = y[index], ids[index]
         where = f"training stopped at epoch {epoch}, batch {{}} of {num_batches}"
         note = f" The weights are restored to the start of epoch {epoch}."
         try:
             for batch in range(num_batches):
                 start, stop = batch * self.batch_size, min((batch + 1) * self.batch_size, n)
                 lo, hi = self.share(start, stop)
-                xb, yb = x[order[lo:hi]], y_epoch[lo:hi]
+                xb = x[index[lo:hi]] if on_device else x[order[lo:hi]]
+                yb = y_epoch[lo:hi]
                 if xb.dtype != network.dtype:  # uint8 images, a memmap: one batch at a time
                     xb = xb.astype(network.dtype)
+                if not on_device:
+                    xb = backend.asarray(xb)
                 loss, right, finite = self.step(xb, yb, ids_epoch[lo:hi], learning_rate,
                                                 (lo - start, stop - start))
                 if not finite:

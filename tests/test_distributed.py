@@ -354,3 +354,85 @@ def test_ctrl_c_to_mpiexec_ends_every_rank_with_a_consistent_checkpoint(mpiexec,
     assert text.count("nnframe: interrupted") == 1, text[-2000:]  # rank 0 alone says so
     checkpoint = nnframe.load(tmp_path / "run/checkpoint.pkl")
     assert checkpoint.epochs == len(checkpoint.history["loss"]) >= 2
+
+
+EDGES = DATA + """
+import os, signal, sys
+from nnframe.callbacks import Callback, EarlyStopping
+what = sys.argv[1]
+net = nnframe.NeuralNetwork(3, [20, 16, 3], [None, "relu", "softmax"], "cross_entropy",
+                            dtype="float64", seed=3)
+kw = dict(seed=1, distributed=True)
+
+class StopAtOnce(Callback):
+    def on_train_begin(self, state):
+        state.stop()
+
+class ExtraCollective(Callback):  # what no user callback can do: put the ranks out of step
+    def on_epoch_begin(self, state):
+        state._trainer._agree_numbers("extra")
+
+class InterruptAtEnd(Callback):
+    def on_train_end(self, state):
+        os.kill(os.getpid(), signal.SIGINT)
+
+on0 = comm.rank == 0
+try:
+    if what == "stop_on_rank0":
+        history = net.train(16, x, ids, 3, 0.1, callbacks=[StopAtOnce()] if on0 else [], **kw)
+    elif what == "filename_on_rank0":
+        history = net.train(16, x, ids, 1, 0.1, filename="m.pkl" if on0 else None, **kw)
+    elif what == "schedules_differ":
+        schedule = nnframe.get_schedule("step", step_size=1 if on0 else 2)
+        history = net.train(16, x, ids, 2, 0.1, schedule=schedule, **kw)
+    elif what == "early_stopping_on_rank0":
+        stop = [EarlyStopping("val_loss", patience=0, restore_best_weights=True)] if on0 else []
+        history = net.train(16, x, ids, 8, 3.0, validation_data=(vx, vids), callbacks=stop,
+                            **kw)
+    elif what == "out_of_step":
+        history = net.train(16, x, ids, 2, 0.1, callbacks=[ExtraCollective()] if on0 else [],
+                            **kw)
+    elif what == "overflow_in_rank0_rows":
+        x[2] = 1.7e308  # row 2 is in rank 0's share of the first batch
+        history = net.train(129, x, ids, 1, 0.1, **kw)
+    elif what == "validation_overflow":
+        vx[30] = 1.7e308  # in rank 1's share
+        history = net.train(16, x, ids, 1, 0.1, validation_data=(vx, vids), **kw)
+    elif what == "interrupt_at_end":
+        history = net.train(16, x, ids, 1, 0.1, callbacks=[InterruptAtEnd()] if on0 else [],
+                            **kw)
+    os.write(1, f"rank {comm.rank}: finished {len(history['loss'])} epochs\\n".encode())
+except BaseException as exc:
+    os.write(1, f"rank {comm.rank}: {type(exc).__name__}: {exc}\\n".encode())
+"""
+
+
+@pytest.mark.parametrize("what, rank0, rank1", [
+    ("stop_on_rank0", "finished 0 epochs", "finished 0 epochs"),
+    ("filename_on_rank0", "finished 1 epochs", "finished 1 epochs"),
+    ("schedules_differ", "InputError: every rank must call train with the same arguments, "
+     "but the schedule is <Step 'step'(step_size=1", "InputError: every rank must"),
+    ("early_stopping_on_rank0", "NNFrameError: the ranks ended distributed training with "
+     "different weights", "NNFrameError: the ranks ended"),
+    ("out_of_step", "NNFrameError: the ranks fell out of step", "NNFrameError: the ranks fell"),
+    ("overflow_in_rank0_rows", "InputError: inputs row 2 has values too large",
+     "InputError: inputs row 2 has values too large"),
+    ("validation_overflow", "RankFailedError: rank 1 of 2 failed: validation inputs row 30 has",
+     "InputError: validation inputs row 30 has values too large"),
+    ("interrupt_at_end", "KeyboardInterrupt", "RankFailedError: rank 0 of 2 failed: interrupted"),
+])
+def test_ranks_that_differ_or_fail_late_still_end_together(mpiexec, tmp_path, what, rank0,
+                                                            rank1):
+    done = ranks(mpiexec, tmp_path, EDGES, what)
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert len(lines) == 2, done.stdout + done.stderr
+    assert lines[0].startswith(f"rank 0: {rank0}"), lines
+    assert lines[1].startswith(f"rank 1: {rank1}"), lines
+    assert (tmp_path / "m.pkl").exists() == (what == "filename_on_rank0")
+
+
+def test_cli_parse_errors_are_printed_once(mpiexec, tmp_path):
+    done = run([mpiexec, "-n", "2", str(BIN / "nnframe"), "train", "--distributed",
+                "--epoch", "3"], tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("did you mean --epochs?") == 1, done.stderr
