@@ -8,7 +8,7 @@ epochs also the fastest run: on a shared machine the model takes those):
              of a 4096-wide one (784-4096-4096-10), float32, plain SGD, at several batch
              sizes, with 1 BLAS thread and with 2 (threadpoolctl)
   allreduce  seconds per mpi4py Comm.Allreduce (sum, in place) of a float32 buffer of each
-             model's gradients plus 5 numbers, and of a few other sizes, with 2 ranks under
+             model's gradients plus 7 numbers, and of a few other sizes, with 2 ranks under
              mpiexec on this machine; a fit of latency and bandwidth to those times
   epochs     seconds per epoch on full MNIST of 1 process (2 BLAS threads) against
              `mpiexec -n 2` with train(..., distributed=True) (needs --data-dir)
@@ -45,7 +45,7 @@ import numpy as np
 
 MODELS = {"mlp": (784, 256, 128, 10), "wide": (784, 4096, 4096, 10)}
 MODEL_LABELS = {"mlp": "benchmark MLP 784-256-128-10", "wide": "4096-wide 784-4096-4096-10"}
-SCALARS = 5  # the numbers nnframe sends with the gradients: loss, correct rows, 3 flags
+SCALARS = 7  # the numbers nnframe.distributed sends with the gradients (its _SLOTS)
 # Interconnects of the model: (bandwidth in bytes/s, latency in s per message).
 NETWORKS = {
     "10GbE": (1.25e9, 30e-6),  # 10 Gbit/s line rate; MPI over TCP: 20-50 us per message

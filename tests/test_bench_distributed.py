@@ -86,6 +86,9 @@ def test_free_communication_scales_perfectly_when_compute_is_proportional():
 def test_buffer_and_fit():
     assert bench.parameter_count(bench.MODELS["mlp"]) == 235_146
     assert bench.buffer_bytes(bench.MODELS["mlp"]) == (235_146 + bench.SCALARS) * 4
+    # the numbers nnframe's distributed training sends with the gradients in one buffer
+    from nnframe import distributed
+    assert bench.SCALARS == len(distributed._SLOTS)
     # latency from the smallest message (2 (p-1) of them), bandwidth from the largest:
     # p = 2: 6 us / 2 = 3 us; (8e6 bytes) / (1.606 ms - 6 us) = 5 GB/s
     bandwidth, latency = bench.fit_latency_bandwidth([8e6, 4, 4096], [1.606e-3, 6e-6, 1e-5])
