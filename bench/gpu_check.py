@@ -1,7 +1,8 @@
 """The GPU check of issue 16: nnframe on CuPy against PyTorch CUDA eager, in one run.
 
-On a machine with a CUDA GPU, CuPy and PyTorch (no network needed; carry dill as a wheel,
-see docs/guide/gpu.md), from the repository root:
+On a machine with a CUDA GPU, CuPy and PyTorch (no network needed: bench/gpu_prepare.sh
+makes the wheels and the data folder to carry there, and prints the call), from the
+repository root:
 
     python bench/gpu_check.py --data-dir DIR --out gpu_check.md
 
@@ -159,20 +160,22 @@ def one_step_difference(x, y, device: str, seed: int, rows: int = 256) -> float:
 def time_nnframe(x, y, xt, yt, device: str, batch_size: int, epochs: int, seed: int) -> dict:
     """Median seconds per epoch (each ended by a device synchronisation) after a warm-up
     epoch, and the test accuracy after the timed epochs."""
+    from nnframe.callbacks import Callback
+
     net = network(seed, device)
     backend = net._backend
     x_dev, y_dev = backend.asarray(x), backend.asarray(y)  # as a GPU user would hold them
     net.train(batch_size, x_dev, y_dev, 1, LEARNING_RATE, seed=seed)  # warm-up: kernels
     marks = []
 
-    def callback(state):
-        if state.epoch_done:
+    class EpochClock(Callback):  # at epoch ends only: no per-batch state for the timing
+        def on_epoch_end(self, state):
             backend.synchronize()
             marks.append(time.perf_counter())
 
     backend.synchronize()
     start = time.perf_counter()
-    net.train(batch_size, x_dev, y_dev, epochs, LEARNING_RATE, callback=callback)
+    net.train(batch_size, x_dev, y_dev, epochs, LEARNING_RATE, callbacks=[EpochClock()])
     times = np.diff([start, *marks]).tolist()
     return {"epoch_s": statistics.median(times), "epochs": times,
             "accuracy": net.check_accuracy(None, backend.asarray(xt), yt)}

@@ -169,7 +169,9 @@ class _ArrayModuleBackend(Backend):
         self.array_type = xp.ndarray
         # Dropout masks are drawn on the device, from a generator seeded by (and kept with)
         # the shuffling generator, without advancing it: the shuffle stays the CPU run's.
-        self._sources: dict[int, tuple[np.random.Generator, object]] = {}
+        # One pair at a time (the network being trained), so that the device generators
+        # of earlier trainings are freed.
+        self._source: tuple[np.random.Generator, object] | None = None
 
     def asarray(self, x, dtype=None):
         if isinstance(x, self.array_type):
@@ -194,10 +196,9 @@ class _ArrayModuleBackend(Backend):
         return z
 
     def dropout_source(self, rng: np.random.Generator):
-        kept = self._sources.get(id(rng))
+        kept = self._source
         if kept is None or kept[0] is not rng:
-            kept = (rng, self.xp.random.default_rng(_seed_of(rng)))
-            self._sources[id(rng)] = kept
+            kept = self._source = (rng, self.xp.random.default_rng(_seed_of(rng)))
         return kept[1]
 
 
@@ -283,6 +284,13 @@ def _cupy():
         raise DeviceUnavailableError(
             "device='cuda': CuPy is installed but no CUDA GPU is visible (0 devices). Check "
             "`nvidia-smi` and CUDA_VISIBLE_DEVICES; or use device='cpu'.")
+    try:  # an elementwise kernel (NVRTC) and a product (cuBLAS): the toolkit is complete
+        ((cupy.arange(4, dtype=np.float32) + 1) @ cupy.ones((4, 1), np.float32)).get()
+    except Exception as exc:
+        raise DeviceUnavailableError(
+            f"device='cuda': CuPy sees a GPU but cannot run on it ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); the CUDA libraries CuPy needs (NVRTC, cuBLAS) are probably "
+            f"missing: {CUDA_INSTALL} installs them with CuPy.") from None
     return cupy
 
 

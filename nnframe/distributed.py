@@ -73,6 +73,9 @@ def communicator(spec: Any):
     except ImportError as exc:
         raise InputError(f"distributed training needs mpi4py, which is not installed "
                          f"({exc}); {_INSTALL}.") from None
+    except RuntimeError as exc:  # mpi4py without an MPI library to load
+        raise InputError(f"distributed training needs an MPI library, and mpi4py found none "
+                         f"({exc}); {_INSTALL}, or load your cluster's MPI.") from None
     if spec is True:
         return MPI.COMM_WORLD
     if isinstance(spec, MPI.Comm) and spec != MPI.COMM_NULL and spec.Is_intra():

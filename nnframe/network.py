@@ -754,6 +754,8 @@ class NeuralNetwork:
                                        name="validation inputs", lazy=True, device=backend)
             vy, vids = _validation.labels(validation_data[1], len(vx), self.num_nodes[-1],
                                           self.dtype, name="validation labels")
+            if not backend.is_host and vx.dtype == self.dtype:  # once, not every epoch
+                vx = backend.asarray(vx)
             val = (validation_data[0], vx, backend.asarray(vy), backend.asarray(vids))
         if not backend.is_host:
             # On a device the data moves there once (lazily converted data, such as a memmap,
