@@ -75,12 +75,13 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     quiet = False  # a rank other than 0 of `mpiexec ... --distributed`: rank 0 says it
+    typed: Sequence[str] = ()  # the command line, for the suggestions
 
     def error(self, message: str) -> None:  # one readable line, exit 2, no usage dump
         if self.quiet:
             self.exit(2)
-        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)} (see "
-                     f"`{self.prog} --help`)\n")
+        hint = self._suggestion(message) or f" (see `{self.prog} --help`)"
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
     def _suggestion(self, message: str) -> str:
         """``; did you mean --x?`` for a mistyped option, from every command's options."""
@@ -90,13 +91,24 @@ class _Parser(argparse.ArgumentParser):
                       if word.startswith("--")), None)
         if typed is None:
             return ""
-        known = set(self._option_string_actions)
+        commands = {}
         for action in self._actions:
             if isinstance(action, argparse._SubParsersAction):
-                for parser in action.choices.values():
-                    known.update(parser._option_string_actions)
+                commands = action.choices
+        command = next((word for word in self.typed if word in commands), None)
+        known = set(commands[command]._option_string_actions if command
+                    else self._option_string_actions)
+        if typed in known:  # given twice, or a value that looks like an option
+            return ""
+        elsewhere = sorted(name for name, parser in commands.items()
+                           if typed in parser._option_string_actions)
+        if command and elsewhere:
+            return (f"; {command} has no {typed} ({', '.join(elsewhere)} has it; see "
+                    f"`{self.prog} {command} --help`)")
         close = difflib.get_close_matches(typed, sorted(known), n=1, cutoff=0.75)
-        return f"; did you mean {close[0]}?" if close else ""
+        if not close:
+            return ""
+        return f"; did you mean {close[0]}? (see `{self.prog} --help`)"
 
 
 class _Help(argparse.HelpFormatter):
@@ -520,8 +532,9 @@ def _train(args, ranks=None, stage=None) -> int:
         keep, held = _held_out(y_train, args.validation_split, args.seed)
         validation = (x_train[held], y_train[held])
         x_train, y_train = x_train[keep], y_train[keep]
-        described = (f"{len(held):,} training images held out (--validation-split "
-                     f"{args.validation_split:g}, each digit in its share, seed {args.seed})")
+        what, each = ("samples", "class") if args.data else ("images", "digit")
+        described = (f"{len(held):,} training {what} held out (--validation-split "
+                     f"{args.validation_split:g}, each {each} in its share, seed {args.seed})")
         name = "validation"
     else:
         validation = (x_test, y_test)
@@ -570,15 +583,28 @@ def _train(args, ranks=None, stage=None) -> int:
     if args.data and args.scale != "none":
         print(f"input scaling: --scale {args.scale}, fitted on the training rows and stored "
               "with the model", flush=True)
+    elif args.data and not args.resume:
+        peak = float(np.abs(x_train).max())
+        if peak >= 2:
+            _err(f"note: the inputs reach {peak:g} and are not scaled; networks learn best "
+                 "from inputs of about 0 to 1: --scale max (pixels 0-255 become 0-1) or "
+                 "--scale standard.")
     if args.validation_split is not None:
         print(f"validation: {described}", flush=True)
     remaining = max(total - network.epochs, 0)
     if args.resume:
         print(f"resuming {args.resume} after epoch {network.epochs} of {total}", flush=True)
     if ranks is not None:
-        more = "" if ranks.size > 1 else " (start with mpiexec -n N to train on N)"
-        print(f"distributed: {ranks.size} rank{'s' * (ranks.size > 1)}{more}, each batch "
-              f"of {args.batch_size} split across them; rank 0 prints and writes", flush=True)
+        if ranks.size > 1:
+            print(f"distributed: {ranks.size} ranks, each batch of {args.batch_size} split "
+                  "across them; rank 0 prints and writes", flush=True)
+            if args.batch_size < ranks.size:
+                _err(f"note: a batch of {args.batch_size} leaves {ranks.size - args.batch_size} "
+                     f"of the {ranks.size} ranks without rows in every step; a --batch-size of "
+                     f"at least {ranks.size} (or fewer ranks) uses them all.")
+        else:
+            print("distributed: 1 rank, so the same as without --distributed (start with "
+                  "mpiexec -n N nnframe train --distributed ... to train on N)", flush=True)
     callbacks = [ProgressBar(initial_epoch=network.epochs, total_epochs=total,
                              validation_name="val" if name == "validation" else "test")]
     if args.early_stopping is not None:
@@ -1068,7 +1094,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = next((os.environ[v] for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
                  if v in os.environ), "0")
     _Parser.quiet = "--distributed" in argv and rank != "0"
+    _Parser.typed = argv
     args = parser.parse_args(argv)
+    size = next((os.environ[v] for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+                 if v in os.environ), "1")
+    if (getattr(args, "command", None) == "train" and not args.distributed and size != "1"
+            and rank == "0"):
+        _err(f"note: running under mpiexec with {size} ranks but without --distributed: each "
+             "rank trains on its own and they write the same files; add --distributed to "
+             "train one network together.")
     # The options typed (not defaulted): --resume accepts only a few.
     args.given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
     if not getattr(args, "func", None):

@@ -105,10 +105,10 @@ def _pair(x, y, names: tuple[str, str], where: str) -> tuple[np.ndarray, np.ndar
     return rows, _labels(y, names[1], where, len(rows))
 
 
-def _load_npz(path: str, data: bytes) -> tuple:
+def _npz_arrays(path: str, data: bytes) -> dict[str, np.ndarray]:
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
-        arrays = {key: archive[key] for key in archive.files}
+        return {key: archive[key] for key in archive.files}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise DataError(f"{path!r} holds Python objects (an object array); nnframe reads "
@@ -117,6 +117,10 @@ def _load_npz(path: str, data: bytes) -> tuple:
     except Exception as exc:
         raise DataError(f"{path!r} is not a readable .npz file ({type(exc).__name__}: "
                         f"{str(exc)[:160]}).") from None
+
+
+def _load_npz(path: str, data: bytes) -> tuple:
+    arrays = _npz_arrays(path, data)
     missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if missing:
         present = ", ".join(sorted(arrays)) or "none"
@@ -245,9 +249,14 @@ def load_inputs(spec: str, width: int) -> np.ndarray:
         if table.shape[1] == width + 1:
             table = table[:, 1:]
         rows = _inputs(table, "the rows", spec)
-    elif suffix == ".npz":
-        data = load_data_file(spec)
-        rows = data.x_test if data.x_test is not None else data.x_train
+    elif suffix == ".npz":  # inputs only: no labels needed to predict
+        arrays = _npz_arrays(spec, _read(spec))
+        key = next((k for k in ("x_test", "x_train") if k in arrays), None)
+        if key is None:
+            present = ", ".join(sorted(arrays)) or "none"
+            raise DataError(f"{spec!r} has no x_test or x_train (its arrays: {present}); "
+                            "predict reads the rows of x_test, else of x_train.")
+        rows = _inputs(arrays[key], key, spec)
     else:
         raise DataError(f"--data {spec!r}: predict reads a .npy or .csv of input rows, or a "
                         ".npz (x_test, else x_train).")

@@ -33,6 +33,16 @@ def test_an_option_prefix_is_refused(tmp_path, args, prefix):
     assert list(tmp_path.iterdir()) == []  # nothing ran
 
 
+def test_an_option_of_another_command_is_named_as_such(capsys):
+    from nnframe.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "m.pkl", "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert "evaluate has no --device (train has it; see `nnframe evaluate --help`)" in err
+    assert "did you mean" not in err
+
+
 @pytest.mark.parametrize("typed, meant", [
     ("--epoch", "--epochs"), ("--learningrate=0.5", "--learning-rate"),
     ("--batchsize", "--batch-size"), ("--zzz", None),

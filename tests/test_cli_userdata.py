@@ -88,6 +88,36 @@ def test_early_stopping_watches_the_automatic_hold_out_and_never_a_test_part(fil
     assert not (tmp_path / "npz" / "model.pkl").exists()
 
 
+def test_predict_reads_an_npz_of_inputs_alone(files, capsys, tmp_path):
+    folder, _ = files
+    code, out, err = run(capsys, "train", "--data", str(folder / "digits.npz"), "--scale",
+                         "max", "--epochs", "1", "--hidden", "16", "--no-plot", "--out",
+                         str(tmp_path))
+    assert code == 0, err
+    x = np.load(folder / "x.npy")[:7]
+    for key in ("x_test", "x_train"):
+        np.savez(tmp_path / f"{key}.npz", **{key: x})
+        code, out, err = run(capsys, "predict", str(tmp_path / "model.pkl"), "--data",
+                             str(tmp_path / f"{key}.npz"))
+        assert code == 0, err
+        assert len(out.split()) == 7
+    np.savez(tmp_path / "none.npz", labels=np.arange(3))
+    code, out, err = run(capsys, "predict", str(tmp_path / "model.pkl"), "--data",
+                         str(tmp_path / "none.npz"))
+    assert code == 1 and "has no x_test or x_train (its arrays: labels)" in err
+
+
+def test_unscaled_pixels_get_a_note_naming_scale(files, capsys, tmp_path):
+    folder, _ = files
+    pair = f"{folder / 'x.npy'},{folder / 'y.npy'}"
+    for scale, noted in (("none", True), ("max", False)):
+        code, out, err = run(capsys, "train", "--data", pair, "--scale", scale, "--epochs",
+                             "1", "--hidden", "8", "--no-plot", "--out", str(tmp_path / scale))
+        assert code == 0, err
+        assert ("note: the inputs reach 255 and are not scaled" in err) == noted
+        assert "training samples held out" in out and "each class in its share" in out
+
+
 def test_csv_with_header_trains_on_a_validation_split(files, capsys, tmp_path):
     folder, _ = files
     data = load_data_file(str(folder / "digits.csv"))

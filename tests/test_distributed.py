@@ -436,3 +436,11 @@ def test_cli_parse_errors_are_printed_once(mpiexec, tmp_path):
                 "--epoch", "3"], tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("did you mean --epochs?") == 1, done.stderr
+
+
+def test_cli_under_mpiexec_without_distributed_says_so_once(mpiexec, tmp_path):
+    done = run([mpiexec, "-n", "2", str(BIN / "nnframe"), "train", "--sample", "--epochs",
+                "1", "--hidden", "8", "--no-plot", "--out", "run"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("note: running under mpiexec with 2 ranks but without "
+                             "--distributed") == 1, done.stderr
