@@ -242,6 +242,7 @@ class DistributedTrainer(Trainer):
     def __init__(self, ranks: Ranks, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.ranks = ranks
+        self.rank = ranks.rank
         if ranks.rank != 0:  # the progress bar, checkpoints: rank 0's alone
             self.callbacks = [c for c in self.callbacks
                               if not getattr(c, "rank_zero_only", False)]

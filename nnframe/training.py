@@ -48,6 +48,8 @@ class TrainingState:
         history: The history of this `train` call so far (the dict `train` returns), its
             completed epochs.
         learning_rate: The learning rate of this epoch.
+        rank: This process's rank in distributed training (0 otherwise): a callback that
+            prints or writes can act on rank 0 only.
         network: The [NeuralNetwork][nnframe.NeuralNetwork] being trained.
     """
 
@@ -60,6 +62,7 @@ class TrainingState:
     epoch_done: bool = False
     history: dict = field(default_factory=dict)
     learning_rate: float = 0.0
+    rank: int = 0
     network: Any = field(default=None, repr=False, compare=False)
     _trainer: Trainer | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -115,6 +118,7 @@ class Trainer:
         self._batch_callbacks = [c for c in self.callbacks
                                  if type(c).on_batch_end is not Callback.on_batch_end]
         self.stop_requested = False
+        self.rank = 0  # of this process in distributed training
 
     # -- the seams -------------------------------------------------------------------------
     def epoch_learning_rate(self) -> float:
@@ -212,6 +216,7 @@ class Trainer:
                               accuracy, epoch_done=epoch_done, history=self._history,
                               learning_rate=learning_rate)
         state.network = self.network
+        state.rank = self.rank
         state._trainer = self
         return state
 

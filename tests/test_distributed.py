@@ -102,7 +102,10 @@ import sys
 CASES = {CASES!r}
 for name, (net_kw, kw) in CASES.items():
     net, options = build(net_kw, kw)
-    history = net.train(kw["batch_size"], x, ids, 3, 0.05, distributed=True, **options)
+    ranks_seen = set()
+    history = net.train(kw["batch_size"], x, ids, 3, 0.05, distributed=True,
+                        callback=lambda state: ranks_seen.add(state.rank), **options)
+    assert ranks_seen == {{comm.rank}}, ranks_seen
     np.savez(f"{{name}}_{{comm.rank}}.npz", *net.parameters(),
              **{{"h_" + k: v for k, v in history.items()}})
 """
