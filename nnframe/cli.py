@@ -1128,7 +1128,10 @@ def _run(args) -> int:
     try:
         return args.func(args)
     except NNFrameError as exc:
-        _err(f"error: {exc}")
+        message = str(exc)
+        if hasattr(args, "device"):  # the advice in command-line terms: --device cpu
+            message = re.sub(r"\bdevice='(\w+)'", r"--device \1", message)
+        _err(f"error: {message}")
         return 1
     except OSError as exc:
         _err(f"error: {exc}")

@@ -477,6 +477,8 @@ def test_nnframe_train_refuses_a_device_it_cannot_use(tmp_path, capsys, monkeypa
     assert cli_train(tmp_path, "--device", "cuda") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nnframe[cuda12]" in err[0], err
+    assert "--device cuda needs CuPy" in err[0] and "use --device cpu" in err[0]
+    assert "device='" not in err[0]  # Python's spelling is for Python callers
 
 
 def test_training_moves_the_data_once_and_nothing_back(monkeypatch):
