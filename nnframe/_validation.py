@@ -143,6 +143,12 @@ def _as_real_array(data, name: str) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise InputError(f"{name} could not be read as a numeric array ({exc}); pass a "
                          "rectangular list or NumPy array of numbers.") from None
+    _require_real(array, name)
+    return array
+
+
+def _require_real(array, name: str) -> None:
+    """Refuse an array (NumPy's or a device's) that does not hold real numbers."""
     kind = array.dtype.kind
     if kind == "c":
         raise InputError(f"{name} is complex ({array.dtype}); nnframe works on real numbers. "
@@ -150,7 +156,6 @@ def _as_real_array(data, name: str) -> np.ndarray:
     if kind not in "biuf":
         raise InputError(f"{name} has dtype {array.dtype} ({_kind_name(kind)}); it must hold "
                          "real numbers (bool, int, uint or float).")
-    return array
 
 
 def _kind_name(kind: str) -> str:
@@ -201,16 +206,7 @@ def inputs(data, width: int, dtype, *, name: str = "inputs", allow_1d: bool = Fa
     was_1d = array.ndim == 1
     if was_1d and allow_1d:
         array = array.reshape(1, -1)
-    if array.ndim != 2:
-        expected = "(samples, features) or one 1-D sample" if allow_1d else "(samples, features)"
-        raise InputError(f"{name} must be 2-D {expected}, got shape {array.shape}. "
-                         "Flatten images first, e.g. x.reshape(len(x), -1).")
-    if array.shape[0] == 0:
-        raise InputError(f"{name} is empty (0 samples); pass at least one row.")
-    if array.shape[1] != width:
-        raise InputError(f"{name} has {array.shape[1]} features per sample but the network's "
-                         f"input layer has {width} nodes; reshape the data or build the "
-                         f"network with num_nodes[0] = {array.shape[1]}.")
+    _shape_checks(array.shape, width, name, allow_1d)
     if lazy and array.dtype != dtype and (isinstance(array, np.memmap) or array.shape[0]
                                           * array.shape[1] * np.dtype(dtype).itemsize
                                           > LAZY_BYTES):
@@ -245,13 +241,7 @@ def _shape_checks(shape: tuple, width: int, name: str, allow_1d: bool) -> None:
 def _device_inputs(data, width: int, dtype, device, *, name: str, allow_1d: bool,
                    check_finite: bool):
     """`inputs` for an array already on the network's device: checked and converted there."""
-    kind = data.dtype.kind
-    if kind == "c":
-        raise InputError(f"{name} is complex ({data.dtype}); nnframe works on real numbers. "
-                         "Pass the real part (x.real) or the magnitude (abs(x)).")
-    if kind not in "biuf":
-        raise InputError(f"{name} has dtype {data.dtype} ({_kind_name(kind)}); it must hold "
-                         "real numbers (bool, int, uint or float).")
+    _require_real(data, name)
     was_1d = data.ndim == 1
     if was_1d and allow_1d:
         data = data.reshape(1, -1)
