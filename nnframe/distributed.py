@@ -277,7 +277,8 @@ class DistributedTrainer(Trainer):
         self.ranks.comm.Allreduce(MPI.IN_PLACE, self._buffer, op=MPI.SUM)
         if self._numbers[_FAILED]:
             self._failed = True
-            self.ranks.agree(None)
+            # Ctrl-C reaches every rank: one interrupted too says so, not "rank 1 failed".
+            self.ranks.agree(KeyboardInterrupt() if self.ranks.take_interrupt() else None)
         if self._numbers[_TAG] != tag * self.ranks.size:
             self._failed = True  # every rank sees the same sum, so every rank is here
             raise _agreed(NNFrameError(
