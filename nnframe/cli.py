@@ -247,6 +247,10 @@ def _load_data(args, *, quiet_notice: bool = False):
 
     if getattr(args, "data", None):
         if getattr(args, "sample", False) or args.data_dir is not None:
+            if getattr(args, "resume", None) and "--data" not in getattr(args, "given", ()):
+                raise InputError(f"{args.resume} was trained on --data {args.data}, not on "
+                                 "MNIST; resume it without --data-dir and --sample (or with "
+                                 "--data FILE if the file has moved).")
             raise InputError("--data reads your own file; --data-dir and --sample are for "
                              "MNIST: give one of them.")
         from .userdata import load_data_file
@@ -1124,6 +1128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args)
 
 
+# What `train(distributed=True)` says about ranks that differ, in command-line terms.
+_DISTRIBUTED_WORDS = (
+    ("call train with the same arguments", "run nnframe train with the same options"),
+    ("but num_epochs is", "but --epochs is"), ("but batch_size is", "but --batch-size is"),
+    ("but learning_rate is", "but --learning-rate is"),
+    ("(the same arrays, or memmaps of the same file)", "(the same files)"),
+)
+
+
 def _run(args) -> int:
     try:
         return args.func(args)
@@ -1131,6 +1144,9 @@ def _run(args) -> int:
         message = str(exc)
         if hasattr(args, "device"):  # the advice in command-line terms: --device cpu
             message = re.sub(r"\bdevice='(\w+)'", r"--device \1", message)
+        if getattr(args, "ranks", None) is not None:  # ranks that differ, in options
+            for python, option in _DISTRIBUTED_WORDS:
+                message = message.replace(python, option)
         _err(f"error: {message}")
         return 1
     except OSError as exc:

@@ -70,6 +70,9 @@ def test_npy_pair_and_resume_with_the_same_data(files, capsys, tmp_path):
                          "--epochs", "2", "--out", str(tmp_path))
     assert code == 0, err
     assert "resuming" in out and "after epoch 1 of 2" in out
+    code, out, err = run(capsys, "train", "--resume", str(tmp_path / "checkpoint.pkl"),
+                         "--epochs", "3", "--sample")
+    assert code == 1 and "was trained on --data" in err and "without --data-dir and --sample" in err
 
 
 def test_early_stopping_watches_the_automatic_hold_out_and_never_a_test_part(files, capsys,

@@ -452,3 +452,15 @@ def test_cli_under_mpiexec_without_distributed_says_so_once(mpiexec, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("note: running under mpiexec with 2 ranks but without "
                              "--distributed") == 1, done.stderr
+
+
+def test_cli_ranks_given_different_options_are_told_in_options(mpiexec, tmp_path):
+    _data(tmp_path)
+    command = (f"{BIN / 'nnframe'} train --distributed --data d.npz --hidden 8 --no-plot "
+               "--epochs $((1 + PMI_RANK))")  # rank 1 asks for another number of epochs
+    done = run([mpiexec, "-n", "2", "sh", "-c", command], tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("nnframe: error:") == 1, done.stderr
+    assert ("every rank must run nnframe train with the same options, but --epochs is 1 on "
+            "rank 0 and 2 on rank 1; give every rank the same data (the same files)"
+            in done.stderr), done.stderr
