@@ -176,10 +176,11 @@ def _check_numbers(args) -> None:
 
 
 def _option_value(text: str) -> bool | int | float | str:
-    """A command-line hyperparameter value as a plain Python value: true/false (any case) as
-    a bool, then an int, then a float (``1e-4``), else the string itself."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
+    """A command-line hyperparameter value as a plain Python value: true/false, yes/no or
+    on/off (any case) as a bool, as nnframe's switches read them, then an int, then a float
+    (``1e-4``), else the string itself."""
+    if text.lower() in ("true", "yes", "on", "false", "no", "off"):
+        return text.lower() in ("true", "yes", "on")
     try:
         return int(text)
     except ValueError:
@@ -976,8 +977,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer-option", type=_optimizer_option, action="append",
                    metavar="NAME=VALUE",
                    help="set any hyperparameter of the optimizer, such as beta2=0.99 or "
-                   "nesterov=true (repeatable); values are read as true/false, integers, "
-                   "numbers such as 1e-4, or else text; others keep their defaults")
+                   "nesterov=true (repeatable); values are read as true/false (or yes/no, "
+                   "on/off), integers, numbers such as 1e-4, or else text; others keep their "
+                   "defaults")
     p.add_argument("--schedule", metavar="NAME",
                    help="the learning rate per epoch: any registered schedule (see `nnframe "
                    "plugins`), such as step, exponential, cosine (default: the same rate "

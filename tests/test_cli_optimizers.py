@@ -77,7 +77,8 @@ def test_history_records_the_run_settings_with_the_optimizer(tmp_path):
 # -- values ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("text, value", [
     ("3", 3), ("-2", -2), ("0.5", 0.5), ("1e-4", 1e-4), ("1E3", 1000.0),
-    ("true", True), ("False", False), ("TRUE", True), ("cosine", "cosine"), ("0.9x", "0.9x"),
+    ("true", True), ("False", False), ("TRUE", True), ("yes", True), ("No", False),
+    ("on", True), ("OFF", False), ("cosine", "cosine"), ("0.9x", "0.9x"),
 ])
 def test_values_are_plain_python_values(text, value):
     parsed = _option_value(text)
