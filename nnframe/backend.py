@@ -90,42 +90,6 @@ class Backend:
         """
         return isinstance(x, self.array_type)
 
-    def empty(self, shape, dtype):
-        """A new uninitialised array of this device.
-
-        Args:
-            shape: The shape.
-            dtype: The dtype.
-
-        Returns:
-            The array.
-        """
-        return self.xp.empty(shape, dtype=dtype)
-
-    def zeros(self, shape, dtype):
-        """A new array of zeros on this device.
-
-        Args:
-            shape: The shape.
-            dtype: The dtype.
-
-        Returns:
-            The array.
-        """
-        return self.xp.zeros(shape, dtype=dtype)
-
-    def ones(self, shape, dtype):
-        """A new array of ones on this device.
-
-        Args:
-            shape: The shape.
-            dtype: The dtype.
-
-        Returns:
-            The array.
-        """
-        return self.xp.ones(shape, dtype=dtype)
-
     def synchronize(self) -> None:
         """Wait until the device has finished the work queued so far (for timing); nothing
         to wait for on the CPU."""
